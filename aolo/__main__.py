@@ -1,0 +1,3 @@
+from aolo.cli import app
+
+app()

@@ -1,0 +1,31 @@
+"""The ``aolo`` command: one Typer app, one group of subcommands per pipeline stage.
+
+Each stage registers its own commands (``<stage>/cli.py``) so that a command's heavy imports
+(torch, Lava) happen only when it runs.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from aolo.hw_profiles.cli import register as register_profiles
+from aolo.runtime.cli import register as register_runtime
+
+app = typer.Typer(
+    name="aolo",
+    help="Low-carbon wireless LLM services with neuromorphic policy deployment.\n\n"
+    "Stages: profiles -> carbon/grid -> evaluate/train -> export/verify -> serve/replay -> energy.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+register_profiles(app)
+register_runtime(app)
+
+for _stage in ("aolo.train.cli", "aolo.export.cli"):
+    try:
+        __import__(_stage, fromlist=["register"]).register(app)
+    except ModuleNotFoundError as _e:  # a stage not yet present in this install
+        if _e.name != _stage:
+            raise

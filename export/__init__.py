@@ -1,0 +1,1 @@
+"""Export stage: policy bundles for ONNX, Lava and NIR, with parity checks."""

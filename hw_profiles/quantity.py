@@ -1,0 +1,91 @@
+"""A sourced physical quantity, as written in a profile, and its conversion to SI once at load.
+
+A profile field looks like::
+
+    [energy_per_output_token]
+    value = 1.63
+    unit = "mWh"
+    source = "Sprout artifact (Li et al., EMNLP 2024), Llama-2-13B-chat, NVML GPU energy"
+    kind = "measured"
+
+``Quantity.to_si(dimension)`` returns the value in the SI (or domain) base unit of that dimension;
+a unit that does not belong to the dimension is rejected, naming the field.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Kind = Literal["measured", "simulated", "pre-silicon", "estimate", "derived", "standard"]
+
+# factor that converts one unit into the base unit of its dimension
+UNIT_FACTORS: dict[str, dict[str, float]] = {
+    "energy": {"J": 1.0, "mJ": 1e-3, "uJ": 1e-6, "nJ": 1e-9, "pJ": 1e-12,
+               "Wh": 3600.0, "mWh": 3.6, "kWh": 3.6e6},
+    "power": {"W": 1.0, "mW": 1e-3, "kW": 1e3},
+    "time": {"s": 1.0, "ms": 1e-3, "us": 1e-6, "h": 3600.0, "year": 365.25 * 86400.0},
+    "carbon": {"g": 1.0, "kg": 1e3, "t": 1e6},
+    "carbon_intensity": {"g/kWh": 1.0},
+    "frequency": {"Hz": 1.0, "kHz": 1e3, "MHz": 1e6},
+    "ratio": {"1": 1.0, "%": 0.01},
+    "decibel": {"dB": 1.0},
+    "power_spectral_density": {"dBm/Hz": 1.0},
+    "count": {"1": 1.0},
+    "rate": {"1/s": 1.0},
+    "bits": {"bit": 1.0, "byte": 8.0},
+    "distance": {"m": 1.0, "km": 1e3},
+}
+
+BASE_UNIT = {dim: next(u for u, f in units.items() if f == 1.0) for dim, units in UNIT_FACTORS.items()}
+
+
+class Quantity(BaseModel):
+    """One number of a profile with its unit, its source and how it was obtained."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    value: float = Field(ge=0.0, description="the number, in `unit`; never negative")
+    unit: str = Field(description="one of the units of the field's dimension (see UNIT_FACTORS)")
+    source: str = Field(min_length=3, description="where the number comes from")
+    kind: Kind = Field(description="measured, simulated, pre-silicon, estimate, derived or standard")
+    note: str = ""
+
+    def to_si(self, dimension: str, field: str = "?") -> float:
+        """The value in the base unit of `dimension` (J, W, s, g, g/kWh, Hz, 1, dB, bit, m).
+
+        :raises ValueError: the unit does not belong to the dimension; the message names `field`.
+        """
+        units = UNIT_FACTORS[dimension]
+        if self.unit not in units:
+            raise ValueError(
+                f"field {field!r}: unit {self.unit!r} is not a {dimension} unit "
+                f"(expected one of {', '.join(units)})"
+            )
+        return self.value * units[self.unit]
+
+
+class QuantitySeries(BaseModel):
+    """A sequence of numbers of one unit and one source, e.g. a diurnal profile (24 values)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    values: list[float] = Field(min_length=1)
+    unit: str
+    source: str = Field(min_length=3)
+    kind: Kind
+    note: str = ""
+
+    def to_si(self, dimension: str, field: str = "?") -> list[float]:
+        """The values in the base unit of `dimension`; rejects a foreign unit or a negative value."""
+        units = UNIT_FACTORS[dimension]
+        if self.unit not in units:
+            raise ValueError(
+                f"field {field!r}: unit {self.unit!r} is not a {dimension} unit "
+                f"(expected one of {', '.join(units)})"
+            )
+        for i, v in enumerate(self.values):
+            if not v >= 0.0:
+                raise ValueError(f"field {field!r}: value #{i} is {v}, must be >= 0")
+        return [v * units[self.unit] for v in self.values]

@@ -1,0 +1,110 @@
+"""Find, load and validate profiles: the embedded ones under ``data/`` and any user TOML file.
+
+Every failure names the file and the field (``radios/macro.toml: field 'p_0.unit': ...``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import tomli
+from pydantic import ValidationError
+
+from .actor_hardware import ActorHardwareProfile
+from .grid_zone import GridZoneProfile
+from .llm_server import LLMServerProfile
+from .profile import Profile
+from .radio import RadioProfile
+
+DATA_DIR = Path(__file__).parent / "data"
+
+PROFILE_TYPES: dict[str, type[Profile]] = {
+    cls.TYPE: cls for cls in (LLMServerProfile, RadioProfile, ActorHardwareProfile, GridZoneProfile)
+}
+# embedded profiles live in one folder per type
+TYPE_FOLDERS = {
+    "llm_server": "llm_servers",
+    "radio": "radios",
+    "actor_hardware": "actor_hardware",
+    "grid_zone": "grids",
+}
+
+P = TypeVar("P", bound=Profile)
+
+
+class ProfileError(ValueError):
+    """A profile file that cannot be read or does not validate; the message names file and field."""
+
+
+def _format_validation_error(path: Path, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "(root)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{path}: field {field!r}: {msg}")
+    return "\n".join(lines)
+
+
+def load_profile_file(path: str | Path) -> Profile:
+    """Read one TOML profile and validate it against the type named in its ``type`` key.
+
+    :raises ProfileError: unreadable TOML, unknown type, unknown key, missing field, wrong unit,
+        negative value; the message names the file and the field.
+    """
+    path = Path(path)
+    try:
+        raw = tomli.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ProfileError(f"{path}: cannot read: {e.strerror}") from e
+    except tomli.TOMLDecodeError as e:
+        raise ProfileError(f"{path}: not valid TOML: {e}") from e
+    ptype = raw.get("type")
+    if ptype not in PROFILE_TYPES:
+        raise ProfileError(
+            f"{path}: field 'type': {ptype!r} is not a profile type (one of {', '.join(PROFILE_TYPES)})"
+        )
+    try:
+        return PROFILE_TYPES[ptype].model_validate(raw)
+    except ValidationError as e:
+        raise ProfileError(_format_validation_error(path, e)) from None
+
+
+@dataclass(frozen=True)
+class ProfileEntry:
+    """Where an embedded profile lives, without loading it."""
+
+    name: str
+    type: str
+    path: Path
+
+
+def embedded_profiles() -> list[ProfileEntry]:
+    """All profiles shipped with aolo, sorted by type then name."""
+    entries = []
+    for ptype, folder in TYPE_FOLDERS.items():
+        for path in sorted((DATA_DIR / folder).glob("*.toml")):
+            entries.append(ProfileEntry(name=path.stem, type=ptype, path=path))
+    return entries
+
+
+def load_profile(name: str, expected: type[P] | None = None) -> P:
+    """Load an embedded profile by name, or a TOML file by path.
+
+    :param name: a profile name as listed by ``aolo profiles list`` or a path to a ``.toml`` file.
+    :param expected: the profile class the caller needs; a profile of another type is an error.
+    """
+    if name.endswith(".toml") or "/" in name:
+        profile = load_profile_file(name)
+    else:
+        matches = [e for e in embedded_profiles() if e.name == name]
+        if not matches:
+            known = ", ".join(e.name for e in embedded_profiles())
+            raise ProfileError(f"no profile named {name!r} (known: {known})")
+        profile = load_profile_file(matches[0].path)
+    if expected is not None and not isinstance(profile, expected):
+        raise ProfileError(f"profile {name!r} is a {profile.type}, expected a {expected.TYPE}")
+    return profile  # type: ignore[return-value]

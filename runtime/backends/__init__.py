@@ -1,0 +1,1 @@
+"""Policy backends (ONNX Runtime, Lava), each imported lazily on first use."""

@@ -1,0 +1,1 @@
+"""Training stage: environment, reference policies, SDRL and SAC."""
