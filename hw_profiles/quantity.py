@@ -38,6 +38,9 @@ UNIT_FACTORS: dict[str, dict[str, float]] = {
     "distance": {"m": 1.0, "km": 1e3},
 }
 
+# logarithmic dimensions, where a negative number is meaningful (-174 dBm/Hz, -5 dB)
+SIGNED_DIMENSIONS = frozenset({"decibel", "power_spectral_density"})
+
 BASE_UNIT = {dim: next(u for u, f in units.items() if f == 1.0) for dim, units in UNIT_FACTORS.items()}
 
 
@@ -46,7 +49,7 @@ class Quantity(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    value: float = Field(ge=0.0, description="the number, in `unit`; never negative")
+    value: float = Field(allow_inf_nan=False, description="the number, in `unit`; negative only for dB dimensions")
     unit: str = Field(description="one of the units of the field's dimension (see UNIT_FACTORS)")
     source: str = Field(min_length=3, description="where the number comes from")
     kind: Kind = Field(description="measured, simulated, pre-silicon, estimate, derived or standard")
@@ -63,6 +66,8 @@ class Quantity(BaseModel):
                 f"field {field!r}: unit {self.unit!r} is not a {dimension} unit "
                 f"(expected one of {', '.join(units)})"
             )
+        if self.value < 0 and dimension not in SIGNED_DIMENSIONS:
+            raise ValueError(f"field {field!r}: value {self.value} is negative; a {dimension} must be >= 0")
         return self.value * units[self.unit]
 
 
@@ -71,7 +76,7 @@ class QuantitySeries(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    values: list[float] = Field(min_length=1)
+    values: list[float] = Field(min_length=1)  # finite; checked against the dimension in to_si
     unit: str
     source: str = Field(min_length=3)
     kind: Kind
@@ -86,6 +91,6 @@ class QuantitySeries(BaseModel):
                 f"(expected one of {', '.join(units)})"
             )
         for i, v in enumerate(self.values):
-            if not v >= 0.0:
-                raise ValueError(f"field {field!r}: value #{i} is {v}, must be >= 0")
+            if not (v >= 0.0 and v != float("inf")):
+                raise ValueError(f"field {field!r}: value #{i} is {v}, must be finite and >= 0")
         return [v * units[self.unit] for v in self.values]

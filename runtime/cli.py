@@ -2,8 +2,138 @@
 
 from __future__ import annotations
 
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
 import typer
+
+if TYPE_CHECKING:
+    from .grid import GridTrace
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    _register_grid(app)
+
+
+# ---------------------------------------------------------------------------------------------
+# aolo grid
+# ---------------------------------------------------------------------------------------------
+
+
+class Basis(str, Enum):
+    """Which Electricity Maps intensity column to read."""
+
+    direct = "direct"
+    lca = "lca"
+
+
+def _register_grid(app: typer.Typer) -> None:
+    grid = typer.Typer(help="Grid carbon-intensity traces: Electricity Maps CSVs and embedded zones.",
+                       no_args_is_help=True)
+
+    @grid.command("load")
+    def load(
+        spec: str = typer.Argument(..., metavar="FILE_OR_ZONE",
+                                   help="Electricity Maps hourly CSV, or an embedded zone (see `aolo grid zones`)"),
+        basis: Basis = typer.Option(Basis.direct, "--basis",
+                                    help="direct (operational) or lca (life-cycle) intensity"),
+        plot: Optional[Path] = typer.Option(None, "--plot", metavar="PATH.png",
+                                            help="write a PNG of the trace and its 24-h mean profile"),
+    ) -> None:
+        """Load a trace, show its summary (zone, hours, span, min/mean/max, gaps), optionally plot it."""
+        from rich.console import Console
+
+        from .grid import load_grid
+
+        try:
+            trace = load_grid(spec, basis=basis.value)
+            if plot is not None:
+                _plot_trace(trace, plot)
+        except (ValueError, OSError) as e:  # GridTraceError is a ValueError; bad PNG path
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2)
+        Console().print(_summary_table(trace))
+        if plot is not None:
+            typer.echo(f"wrote {plot}")
+
+    @grid.command("zones")
+    def zones() -> None:
+        """List the embedded grid zones (24-h mean profiles derived from real hourly traces)."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from .grid import embedded_zones
+
+        table = Table(title="aolo embedded grid zones (gCO2eq/kWh)")
+        for col in ("name", "zone id", "zone name", "year", "basis", "min", "mean", "max"):
+            numeric = col in ("min", "mean", "max")
+            table.add_column(col, justify="right" if numeric else "left", no_wrap=col != "zone name")
+        for z in embedded_zones():
+            table.add_row(z.name, z.zone_id, z.zone_name, str(z.year), z.basis,
+                          *(f"{z.si(f):.1f}" for f in ("ci_annual_min", "ci_annual_mean", "ci_annual_max")))
+        Console().print(table)
+
+    app.add_typer(grid, name="grid")
+
+
+def _summary_table(trace: "GridTrace"):  # -> rich.table.Table
+    from rich.table import Table
+
+    s = trace.summary()
+    table = Table(title=f"grid trace: {trace.source}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    gaps = f"{s['n_gaps']} ({s['n_missing_hours']} hours missing)"
+    if trace.gaps:
+        first = ", ".join(f"{t:%Y-%m-%d %H:00} +{n} h" for t, n in trace.gaps[:3])
+        gaps += f", filled by {trace.fill}: {first}{' ...' if len(trace.gaps) > 3 else ''}"
+    rows = [
+        ("zone", f"{trace.zone_id} ({trace.zone_name})"),
+        ("basis", trace.basis),
+        ("hours", str(s["n_hours"])),
+        ("span (UTC)", f"{trace.start_utc:%Y-%m-%d %H:00} .. {trace.end_utc:%Y-%m-%d %H:00}"),
+        ("min / mean / max", f"{s['ci_min_g_per_kwh']:.1f} / {s['ci_mean_g_per_kwh']:.1f} / "
+                             f"{s['ci_max_g_per_kwh']:.1f} gCO2eq/kWh"),
+        ("p10 / p90", f"{s['ci_p10_g_per_kwh']:.1f} / {s['ci_p90_g_per_kwh']:.1f} gCO2eq/kWh"),
+        ("gaps", gaps),
+    ]
+    if trace.fill and not trace.gaps:
+        rows.append(("built", trace.fill))
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _plot_trace(trace: "GridTrace", path: Path) -> None:
+    """PNG with the hourly trace (top) and its mean by UTC hour (bottom)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .grid import HOUR
+
+    start = trace.start_utc.replace(tzinfo=None)  # naive UTC: matplotlib labels it as is
+    times = [start + h * HOUR for h in range(trace.n_hours)]
+    fig, (ax_trace, ax_day) = plt.subplots(2, 1, figsize=(10, 6.5), layout="constrained")
+    ax_trace.plot(times, trace.ci_g_per_kwh, lw=0.5, color="tab:green")
+    for gap_start, n in trace.gaps:  # filled hours, shaded
+        gap_start = gap_start.replace(tzinfo=None)
+        ax_trace.axvspan(gap_start, gap_start + n * HOUR, color="tab:red", alpha=0.3)
+    ax_trace.set_title(f"{trace.zone_id} ({trace.zone_name}), {trace.basis} carbon intensity")
+    ax_trace.set_xlabel("time (UTC)")
+    ax_trace.set_ylabel("gCO2eq/kWh")
+    if trace.n_hours >= 24:
+        ax_day.plot(np.arange(24), trace.mean_by_utc_hour(), marker="o", color="tab:green")
+        ax_day.axhline(trace.ci_g_per_kwh.mean(), ls="--", color="grey", label="overall mean")
+        ax_day.legend()
+    ax_day.set_xticks(range(0, 24, 3))
+    ax_day.set_xlabel("hour of day (UTC)")
+    ax_day.set_ylabel("mean gCO2eq/kWh")
+    ax_day.set_title("24-h mean profile")
+    for ax in (ax_trace, ax_day):
+        ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
