@@ -10,6 +10,7 @@ import typer
 
 from aolo.hw_profiles.cli import register as register_profiles
 from aolo.runtime.cli import register as register_runtime
+from aolo.train.cli import register as register_train
 
 app = typer.Typer(
     name="aolo",
@@ -22,10 +23,4 @@ app = typer.Typer(
 
 register_profiles(app)
 register_runtime(app)
-
-for _stage in ("aolo.train.cli", "aolo.export.cli"):
-    try:
-        __import__(_stage, fromlist=["register"]).register(app)
-    except ModuleNotFoundError as _e:  # a stage not yet present in this install
-        if _e.name != _stage:
-            raise
+register_train(app)

@@ -13,7 +13,80 @@ if TYPE_CHECKING:
 
 
 def register(app: typer.Typer) -> None:
+    _register_carbon(app)
     _register_grid(app)
+
+
+# ---------------------------------------------------------------------------------------------
+# aolo carbon
+# ---------------------------------------------------------------------------------------------
+
+
+def _register_carbon(app: typer.Typer) -> None:
+    carbon = typer.Typer(help="The carbon model: what one request costs, by component.", no_args_is_help=True)
+
+    @carbon.command("estimate")
+    def estimate(
+        output_tokens: float = typer.Option(200.0, "--output-tokens", help="answer length, tokens"),
+        prompt_tokens: float = typer.Option(50.0, "--prompt-tokens", help="prompt length, tokens"),
+        server: str = typer.Option("llama2-13b-a100", "--server", help="LLM server profile"),
+        radio: str = typer.Option("macro", "--radio", help="radio profile (macro, micro, pico)"),
+        tx_power_w: Optional[float] = typer.Option(None, "--tx-power-w", help="downlink power, W [default: P_max]"),
+        distance_m: float = typer.Option(300.0, "--distance-m", help="BS-user distance, m"),
+        zone: str = typer.Option("US-TEX-ERCO", "--zone", help="grid zone (embedded) or Electricity Maps CSV"),
+        hour_utc: int = typer.Option(18, "--hour-utc", min=0, help="hour of the trace, UTC (18 = Texas noon, CST)"),
+        sessions: float = typer.Option(10.0, "--sessions", help="active sessions sharing the BS static power"),
+        actor_energy_j: float = typer.Option(0.0, "--actor-energy-j", help="the policy's decision energy, J"),
+        no_radio: bool = typer.Option(False, "--no-radio", help="drop radio terms (Sprout's computation-only view)"),
+    ) -> None:
+        """Carbon breakdown of one request: tokens, power, distance, zone and hour in, a table out.
+
+        Example: aolo carbon estimate --output-tokens 200 --zone US-TEX-ERCO --hour-utc 18
+        """
+        from rich.console import Console
+        from rich.table import Table
+
+        from aolo.hw_profiles import LLMServerProfile, ProfileError, RadioProfile, load_profile
+
+        from .estimate import estimate_request
+        from .grid import load_grid
+
+        try:
+            srv = load_profile(server, LLMServerProfile)
+            rad = load_profile(radio, RadioProfile)
+            trace = load_grid(zone)
+            if hour_utc >= trace.n_hours:
+                raise ValueError(f"--hour-utc: the trace has {trace.n_hours} hours")
+            ci = float(trace.ci_g_per_kwh[hour_utc])
+            est = estimate_request(srv, rad, ci, output_tokens, prompt_tokens, tx_power_w, distance_m, sessions,
+                                   actor_energy_j, include_radio=not no_radio)
+        except (ValueError, ProfileError, OSError) as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2)
+        b = est.breakdown
+        table = Table(title=f"{srv.model}, {output_tokens:g} output tokens, {rad.name} BS at {distance_m:g} m, "
+                            f"{trace.zone_id} hour {hour_utc} UTC ({ci:.1f} gCO2e/kWh)")
+        for col in ("component", "energy (J)", "carbon (g)", "share"):
+            table.add_column(col, justify="right" if col != "component" else "left")
+        total = float(b.total_g)
+        rows = [
+            ("inference (operational, x PUE)", float(b.inference_energy_j) * srv.pue_frac, float(b.inference_g)),
+            ("radio (operational)", float(b.radio_dynamic_energy_j + b.radio_static_energy_j), float(b.radio_g)),
+            ("  of which load-dependent", float(b.radio_dynamic_energy_j), None),
+            ("  of which static share", float(b.radio_static_energy_j), None),
+            ("actor decision", float(b.actor_energy_j), float(b.actor_g)),
+            ("embodied GPU server", None, float(b.embodied_gpu_g)),
+            ("embodied BS", None, float(b.embodied_bs_g)),
+        ]
+        for name, e, c in rows:
+            table.add_row(name, "" if e is None else f"{e:.4g}", "" if c is None else f"{c:.5f}",
+                          "" if c is None else f"{100 * c / total:.1f}%")
+        table.add_row("total", "", f"{total:.5f}", "100.0%", style="bold")
+        Console().print(table)
+        typer.echo(f"inference {est.inference_latency_s:.2f} s, airtime {est.airtime_s * 1e3:.2f} ms at mean SNR "
+                   f"{est.snr_db:.1f} dB")
+
+    app.add_typer(carbon, name="carbon")
 
 
 # ---------------------------------------------------------------------------------------------
