@@ -205,7 +205,9 @@ def _apply_static(n: Node, x: np.ndarray) -> np.ndarray:
 def encoder_stimulus(enc: PopulationEncoder, obs: np.ndarray) -> np.ndarray:
     """Receptive-field activation, (batch, obs_dim * pop) float32 in [0, 1]."""
     z = (obs[:, :, None] - enc.mean[None]) / enc.std[None]
-    return np.exp(-0.5 * z * z).reshape(obs.shape[0], -1).astype(np.float32)
+    # exp in float64, rounded once: numpy's float32 exp is not correctly rounded and would flip
+    # an encoder spike now and then against torch and ONNX Runtime, which do the same as here
+    return np.exp((-0.5 * z * z).astype(np.float64)).astype(np.float32).reshape(obs.shape[0], -1)
 
 
 def _run_snn(spec: ActorSpec, obs: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -1,0 +1,237 @@
+"""PopSAN: the population-coded spiking actor network of SDRL (Tang et al., CoRL 2020, "Deep
+Reinforcement Learning with Population-Coded Spiking Neural Network for Continuous Control").
+
+    obs -> PopulationEncoder -> [Linear (no bias) -> CubaLIF] * (n_hidden + 1) -> PopulationDecoder
+
+run for ``timesteps`` steps. The deterministic path computes exactly the node equations of
+:mod:`aolo.runtime.actor_spec` (same operations, same order, float32), so that
+:func:`aolo.train.actor_export.actor_spec_from_policy` is an exact export:
+
+* encoder: ``z = (obs - mean) / std``; ``a = exp(-0.5 z z)``; ``v += a``; ``s = 1[v > vth]``;
+  ``v -= s vth`` with ``vth = 0.999`` (PopSAN's deterministic regular spikes). Gradient through
+  the spike: straight-through (identity), as PopSAN's ``PseudoEncoderSpikeRegular``.
+* hidden and output populations: ``snntorch.Synaptic(reset_mechanism="zero", reset_delay=False)``,
+  ``i = alpha i + x``; ``v = beta v + i``; ``s = 1[v > threshold]``; ``v = 0 where s``. PopSAN's
+  neuron (``volt = volt * VDECAY * (1 - spike) + current``) is the same recursion. Layers have no
+  bias so that they map onto Lava ``Dense``; PopSAN's ``nn.Linear`` layers have one.
+* decoder: ``rate = sum_t s_t / T`` of the output populations, grouped (act_dim, pop_per_act_dim);
+  ``mean[k] = sum_j w[k, j] rate[k, j] + b[k]`` (PopSAN's grouped ``Conv1d``). The squashing tanh
+  is SB3's, outside this module.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import snntorch
+import torch
+from snntorch import surrogate
+from torch import nn
+
+__all__ = ["PopSANConfig", "PopSAN", "PopulationEncoder", "PopulationDecoder", "ENCODER_VTH"]
+
+ENCODER_VTH = 0.999
+"""Regular-spike threshold of the encoder (PopSAN ``ENCODER_REGULAR_VTH``)."""
+
+
+@dataclass(frozen=True)
+class PopSANConfig:
+    """Shape and neuron constants of a PopSAN actor.
+
+    The defaults are starting values for aolo's problem (observation of ~13 dims, 2 action dims),
+    to be measured later (return, spikes per decision, energy); decays and threshold are PopSAN's.
+    """
+
+    pop_per_obs_dim: int = 10
+    """Encoder neurons per observation dimension (PopSAN: 10)."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Sizes of the hidden CubaLIF layers (PopSAN: 256, 256, for MuJoCo's larger observations)."""
+    pop_per_act_dim: int = 10
+    """Output neurons per action dimension read by the decoder (PopSAN: 10)."""
+    timesteps: int = 5
+    """Simulation steps T per decision (PopSAN: 5)."""
+    alpha: float = 0.5
+    """Synaptic-current decay per step in [0, 1], fixed (PopSAN ``NEURON_CDECAY`` = 1/2)."""
+    beta: float = 0.75
+    """Membrane-voltage decay per step in [0, 1], fixed (PopSAN ``NEURON_VDECAY`` = 3/4)."""
+    threshold: float = 0.5
+    """Firing threshold of the CubaLIF neurons (PopSAN ``NEURON_VTH`` = 0.5)."""
+    encoder_mean_range: tuple[float, float] = (-3.0, 3.0)
+    """Initial receptive-field means, evenly spaced over this range per observation dim (PopSAN)."""
+    encoder_std_init: float = math.sqrt(0.15)
+    """Initial receptive-field width in observation units (PopSAN: sqrt(0.15))."""
+    surrogate: Literal["atan", "fast_sigmoid"] = "atan"
+    """snntorch surrogate gradient of the CubaLIF spikes; atan (alpha=2) is wide, like PopSAN's
+    rectangular window |v - vth| < 0.5."""
+
+    def __post_init__(self) -> None:
+        # JSON round trips (SB3 save) turn tuples into lists.
+        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
+        object.__setattr__(self, "encoder_mean_range", tuple(float(m) for m in self.encoder_mean_range))
+        for name in ("pop_per_obs_dim", "pop_per_act_dim", "timesteps"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"PopSANConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
+            raise ValueError(f"PopSANConfig.hidden_sizes must be non-empty positive sizes, got {self.hidden_sizes}")
+        for name in ("alpha", "beta"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"PopSANConfig.{name} is a decay in [0, 1], got {getattr(self, name)}")
+        if self.threshold <= 0 or self.encoder_std_init <= 0:
+            raise ValueError("PopSANConfig.threshold and encoder_std_init must be > 0")
+        if self.surrogate not in ("atan", "fast_sigmoid"):
+            raise ValueError(f"PopSANConfig.surrogate must be 'atan' or 'fast_sigmoid', got {self.surrogate!r}")
+
+    @classmethod
+    def coerce(cls, value: "PopSANConfig | dict[str, Any] | None") -> "PopSANConfig":
+        """A config from a config, a plain dict (as saved by SB3) or None (defaults)."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            return cls(**value)
+        raise ValueError(f"PopSANConfig: expected a PopSANConfig, dict or None, got {type(value).__name__}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values only, so a saved policy reloads without pickled code."""
+        return asdict(self)
+
+
+class _RegularSpike(torch.autograd.Function):
+    """``1[v > vth]`` forward, identity backward (PopSAN ``PseudoEncoderSpikeRegular``)."""
+
+    @staticmethod
+    def forward(ctx: Any, volt: torch.Tensor, vth: torch.Tensor) -> torch.Tensor:
+        return (volt > vth).to(volt.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad_out, None
+
+
+class PopulationEncoder(nn.Module):
+    """Gaussian receptive fields with learnable ``mean``, ``std``: (obs_dim, pop) float32, driving
+    deterministic regular spikes.
+
+    :param obs_dim: observation size
+    :param pop: neurons per observation dimension
+    :param mean_range: initial means, evenly spaced over this range
+    :param std_init: initial width, same for every neuron
+    """
+
+    def __init__(self, obs_dim: int, pop: int, mean_range: tuple[float, float], std_init: float) -> None:
+        super().__init__()
+        lo, hi = mean_range
+        means = torch.linspace(lo, hi, pop) if pop > 1 else torch.full((1,), (lo + hi) / 2)
+        self.mean = nn.Parameter(means.repeat(obs_dim, 1).float())
+        self.std = nn.Parameter(torch.full((obs_dim, pop), float(std_init)))
+        self.register_buffer("vth", torch.tensor(ENCODER_VTH, dtype=torch.float32))
+
+    @property
+    def n_out(self) -> int:
+        return self.mean.numel()
+
+    def stimulus(self, obs: torch.Tensor) -> torch.Tensor:
+        """Receptive-field activation.
+
+        :param obs: (batch, obs_dim) float32
+        :return: (batch, obs_dim * pop) float32 in [0, 1]
+        """
+        z = (obs[:, :, None] - self.mean) / self.std
+        # exp in float64, rounded once to float32: the correctly rounded value, which every
+        # backend can reproduce bit for bit (float32 exp differs between libraries by an ulp,
+        # enough to flip a regular spike whose voltage sits at vth).
+        return torch.exp((-0.5 * z * z).double()).to(z.dtype).reshape(obs.shape[0], -1)
+
+    def forward(self, obs: torch.Tensor, timesteps: int) -> list[torch.Tensor]:
+        """Regular spike trains.
+
+        :param obs: (batch, obs_dim) float32
+        :return: ``timesteps`` tensors (batch, obs_dim * pop) {0,1}
+        """
+        stim = self.stimulus(obs)
+        volt = torch.zeros_like(stim)
+        spikes = []
+        for _ in range(timesteps):
+            volt = volt + stim
+            s = _RegularSpike.apply(volt, self.vth)
+            volt = volt - s * self.vth
+            spikes.append(s)
+        return spikes
+
+
+class PopulationDecoder(nn.Module):
+    """Per-action weighted sum of output spike rates, ``weight``: (act_dim, pop), ``bias``: (act_dim,).
+
+    Initialised like PopSAN's ``Conv1d(act_dim, act_dim, pop, groups=act_dim)``: U(-1/sqrt(pop), 1/sqrt(pop)).
+    """
+
+    def __init__(self, act_dim: int, pop: int) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(pop)
+        self.weight = nn.Parameter(torch.empty(act_dim, pop).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(act_dim).uniform_(-bound, bound))
+
+    def forward(self, rate: torch.Tensor) -> torch.Tensor:
+        """:param rate: (batch, act_dim * pop) float32 in [0, 1]
+        :return: (batch, act_dim) float32, the pre-tanh action mean
+        """
+        act_dim, pop = self.weight.shape
+        return (rate.reshape(-1, act_dim, pop) * self.weight).sum(-1) + self.bias
+
+
+class PopSAN(nn.Module):
+    """Population-coded spiking actor network: observation to pre-tanh action mean.
+
+    :param obs_dim: observation size
+    :param act_dim: action size
+    :param config: shape and neuron constants
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, config: PopSANConfig | None = None) -> None:
+        super().__init__()
+        cfg = config or PopSANConfig()
+        self.config = cfg
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.encoder = PopulationEncoder(obs_dim, cfg.pop_per_obs_dim, cfg.encoder_mean_range, cfg.encoder_std_init)
+        sizes = [self.encoder.n_out, *cfg.hidden_sizes, act_dim * cfg.pop_per_act_dim]
+        # No bias: spiking layers map onto Lava Dense (see runtime/actor_spec.py).
+        self.layers = nn.ModuleList(nn.Linear(n_in, n_out, bias=False) for n_in, n_out in zip(sizes, sizes[1:]))
+        grad = surrogate.atan() if cfg.surrogate == "atan" else surrogate.fast_sigmoid()
+        self.neurons = nn.ModuleList(
+            snntorch.Synaptic(alpha=cfg.alpha, beta=cfg.beta, threshold=cfg.threshold, spike_grad=grad,
+                              reset_mechanism="zero", reset_delay=False)
+            for _ in self.layers
+        )
+        self.decoder = PopulationDecoder(act_dim, cfg.pop_per_act_dim)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """:param obs: (batch, obs_dim) float32
+        :return: (batch, act_dim) float32, the pre-tanh action mean
+        """
+        return self.forward_with_spikes(obs)[0]
+
+    def forward_with_spikes(self, obs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Mean plus every population's spike train (encoder first, then each CubaLIF layer).
+
+        :param obs: (batch, obs_dim) float32
+        :return: mean (batch, act_dim) float32; spikes: list of (T, batch, n) {0,1} float32
+        """
+        steps = self.config.timesteps
+        enc = self.encoder(obs, steps)
+        trains: list[list[torch.Tensor]] = [enc] + [[] for _ in self.layers]
+        state = [tuple(torch.zeros(obs.shape[0], lin.out_features, dtype=obs.dtype, device=obs.device)
+                       for _ in range(2)) for lin in self.layers]
+        for t in range(steps):
+            s = enc[t]
+            for k, (lin, lif) in enumerate(zip(self.layers, self.neurons)):
+                s, syn, mem = lif(lin(s), *state[k])
+                state[k] = (syn, mem)
+                trains[k + 1].append(s)
+        for lif in self.neurons:
+            lif.reset_mem()  # drop snntorch's references to this graph
+        # sum / T, not mean(): torch's mean multiplies by 1/T, which is not the spec's division.
+        rate = torch.stack(trains[-1]).sum(0) / steps
+        return self.decoder(rate), [torch.stack(tr) for tr in trains]
