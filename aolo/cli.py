@@ -6,6 +6,8 @@ Each stage registers its own commands (``<stage>/cli.py``) so that a command's h
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from aolo.hw_profiles.cli import register as register_profiles
@@ -24,3 +26,11 @@ app = typer.Typer(
 register_profiles(app)
 register_runtime(app)
 register_train(app)
+
+
+@app.command("demo")
+def demo(out: Path = typer.Option(Path("reports/demo"), "--out", help="report folder")) -> None:
+    """The main job on the embedded defaults, end to end, written to a Markdown report with plots."""
+    from aolo.demo import run_demo
+
+    run_demo(out)
