@@ -1,0 +1,84 @@
+"""Actor energy: operation counts equal hand counts, and pricing equals a hand computation."""
+
+import numpy as np
+import pytest
+
+from aolo.hw_profiles import ActorHardwareProfile, load_profile
+from aolo.runtime.actor_spec import ActorSpec, CubaLIF, Linear, PopulationDecoder, PopulationEncoder, ReLU, Tanh
+from aolo.runtime.energy import applicable, count_ops, price
+
+
+def small_snn() -> ActorSpec:
+    # 1 obs dim x 2 encoder neurons -> 3 LIF -> 4 LIF (2 actions x 2) -> decoder
+    return ActorSpec(kind="snn", obs_dim=1, act_dim=2, timesteps=2, nodes=[
+        PopulationEncoder(mean=np.zeros((1, 2)), std=np.ones((1, 2))),
+        Linear(weight=np.ones((3, 2))), CubaLIF(alpha=np.full(3, 0.5), beta=np.full(3, 0.5), threshold=np.full(3, 1.0)),
+        Linear(weight=np.ones((4, 3))), CubaLIF(alpha=np.full(4, 0.5), beta=np.full(4, 0.5), threshold=np.full(4, 1.0)),
+        PopulationDecoder(weight=np.ones((2, 2)), bias=np.zeros(2)), Tanh()])
+
+
+def test_snn_op_counts_equal_hand_counts_for_known_spikes():
+    spec = small_snn()
+    # known spikes, T=2, batch 1: encoder fires 2 then 1; layer 0 fires 1 then 3; layer 1 fires 2 then 0
+    enc = np.array([[[1, 1]], [[0, 1]]], dtype=np.float32)
+    l0 = np.array([[[1, 0, 0]], [[1, 1, 1]]], dtype=np.float32)
+    l1 = np.array([[[1, 1, 0, 0]], [[0, 0, 0, 0]]], dtype=np.float32)
+    c = count_ops(spec, np.zeros((1, 1), np.float32), spikes=[enc, l0, l1])
+    by = {layer.name: layer for layer in c.layers}
+    assert by["encoder"].spikes == 3 and by["encoder"].synaptic_ops == 3 * 3   # fan-out 3
+    assert by["lif_0"].spikes == 4 and by["lif_0"].synaptic_ops == 4 * 4       # fan-out 4
+    assert by["lif_1"].spikes == 2 and by["lif_1"].synaptic_ops == 0           # read out by the host
+    assert c.synaptic_ops == 25
+    assert c.neuron_updates == (3 + 4) * 2
+    assert c.pipeline_steps == 2 + 2
+    assert c.macs == 2 * 2 + (6 + 12) * 2 + 4  # encoder elements x T, Linear MACs x T, decoder
+
+
+def test_snn_counts_from_the_reference_run_average_over_the_batch():
+    spec = small_snn()
+    obs = np.zeros((4, 1), np.float32)  # stimulus 1 at both encoder neurons: both fire each step
+    c = count_ops(spec, obs)
+    assert c.layers[0].spikes == pytest.approx(4.0)
+
+
+def test_ann_macs_equal_the_weight_sizes():
+    spec = ActorSpec(kind="ann", obs_dim=15, act_dim=2, nodes=[
+        Linear(weight=np.zeros((64, 15)), bias=np.zeros(64)), ReLU(), Linear(weight=np.zeros((64, 64)), bias=np.zeros(64)),
+        ReLU(), Linear(weight=np.zeros((2, 64)), bias=np.zeros(2)), Tanh()])
+    c = count_ops(spec, np.zeros((3, 15), np.float32))
+    assert c.macs == 15 * 64 + 64 * 64 + 64 * 2 and c.synaptic_ops == 0
+
+
+def test_pricing_on_loihi_equals_a_hand_computation_from_the_profile():
+    spec = small_snn()
+    enc = np.ones((2, 1, 2), np.float32)
+    l0 = np.ones((2, 1, 3), np.float32)
+    l1 = np.zeros((2, 1, 4), np.float32)
+    c = count_ops(spec, np.zeros((1, 1), np.float32), spikes=[enc, l0, l1])
+    loihi = load_profile("loihi1", ActorHardwareProfile)
+    e = price(c, loihi)
+    synops = 4 * 3 + 6 * 4
+    want = synops * 23.6e-12 + 14 * 81e-12 + 0.02 * (4 * 10e-6)
+    assert e.energy_j == pytest.approx(want, rel=1e-9)
+    assert e.latency_s == pytest.approx(40e-6) and not e.latency_measured and e.is_estimate
+    assert {t.kind for t in e.terms} <= {"pre-silicon", "estimate", "measured"}
+    assert all(len(t.source) > 10 for t in e.terms)
+
+
+def test_pricing_on_a_gpu_uses_macs_and_static_power_with_a_measured_latency():
+    spec = ActorSpec(kind="ann", obs_dim=2, act_dim=2, nodes=[Linear(weight=np.zeros((2, 2))), Tanh()])
+    c = count_ops(spec, np.zeros((1, 2), np.float32))
+    a100 = load_profile("a100", ActorHardwareProfile)
+    assert price(c, a100).energy_j == pytest.approx(4 * 4.6e-12 + 50 * 100e-6)
+    measured = price(c, a100, measured_latency_s=20e-6)
+    assert measured.latency_measured and measured.energy_j == pytest.approx(4 * 4.6e-12 + 50 * 20e-6)
+    assert "measured here" in measured.terms[-1].source
+
+
+def test_an_ann_cannot_run_on_a_neuromorphic_chip():
+    spec = ActorSpec(kind="ann", obs_dim=2, act_dim=2, nodes=[Linear(weight=np.zeros((2, 2))), Tanh()])
+    c = count_ops(spec, np.zeros((1, 2), np.float32))
+    loihi = load_profile("loihi2", ActorHardwareProfile)
+    assert not applicable(c, loihi)
+    with pytest.raises(ValueError, match="cannot run an ANN"):
+        price(c, loihi)
