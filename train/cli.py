@@ -1,5 +1,5 @@
-"""Training-stage commands: ``aolo evaluate`` and ``aolo reproduce-sprout`` (train and compare
-join them when SDRL lands)."""
+"""Training-stage commands: ``aolo evaluate``, ``aolo reproduce-sprout``, ``aolo train`` and
+``aolo compare``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+
+from aolo.console import console, progress
 
 EVAL_SEEDS = (1001, 1002, 1003)
 """Seeds for evaluation tables; training and its periodic evaluation never use them."""
@@ -29,21 +31,6 @@ def _parse_seeds(text: str) -> list[int]:
     if not seeds:
         _fail("--seeds: give at least one seed")
     return seeds
-
-
-def _console():
-    """A rich console that keeps wide tables readable when the output is a pipe or a file."""
-    from rich.console import Console
-
-    console = Console()
-    return console if console.is_terminal else Console(width=160)
-
-
-def _progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    transient=True)
 
 
 def results_table(results, title: str):
@@ -71,13 +58,35 @@ def results_table(results, title: str):
     return table
 
 
+def _is_run_dir(path: str) -> bool:
+    from .run import is_run_dir
+
+    return is_run_dir(path)
+
+
+def _learned_policy(run_dir: str):
+    """The deterministic actor of a training run as an evaluable policy (exits on a bad run dir)."""
+    import torch
+
+    from .run import load_run
+
+    torch.set_num_threads(1)
+    try:
+        return load_run(run_dir).policy()
+    except ValueError as e:
+        _fail(str(e))
+
+
 def register(app: typer.Typer) -> None:
+    register_training(app)
+
     @app.command("evaluate")
     def evaluate(
         policy: List[str] = typer.Option(
             [], "--policy", "-p",
             help="reference policy (base, co2-only, sprout-lp, class-aware-lp, static-mix, oracle, random); "
-                 "repeat for several; default: all but random. BASE is always run for the savings."),
+                 "or a training run directory (its deterministic actor); repeat for several; default: all but "
+                 "random. BASE is always run for the savings."),
         scenario: str = typer.Option("default", "--scenario", help="scenario preset: default, tiny, sprout-repro"),
         grid: Optional[str] = typer.Option(None, "--grid", help="grid zone or Electricity Maps CSV (overrides the preset)"),
         requests_csv: Optional[Path] = typer.Option(None, "--requests", help="Sprout requests.csv for trace replay"),
@@ -100,9 +109,10 @@ def register(app: typer.Typer) -> None:
         from .simulator import ServiceModel
 
         names = list(policy) or [p for p in REFERENCE_POLICIES if p != "random"]
-        unknown = [p for p in names if p not in REFERENCE_POLICIES]
+        unknown = [p for p in names if p not in REFERENCE_POLICIES and not _is_run_dir(p)]
         if unknown:
-            _fail(f"--policy: unknown {', '.join(unknown)} (known: {', '.join(REFERENCE_POLICIES)})")
+            _fail(f"--policy: unknown {', '.join(unknown)} (known: {', '.join(REFERENCE_POLICIES)}, "
+                  f"or a training run directory)")
         if "base" not in names:
             names.insert(0, "base")
         seed_list = _parse_seeds(seeds)
@@ -114,11 +124,11 @@ def register(app: typer.Typer) -> None:
         except (ValueError, OSError) as e:
             _fail(str(e))
         results = []
-        with _progress() as progress:
+        with progress() as bar:
             for name in names:
-                results.append(evaluate_policy(REFERENCE_POLICIES[name](), model, seed_list, n_bs=n_bs, days=days,
-                                               progress=progress))
-        _console().print(results_table(results, f"scenario {sc.name}, grid {sc.grid}, seeds {seed_list}, "
+                pol = REFERENCE_POLICIES[name]() if name in REFERENCE_POLICIES else _learned_policy(name)
+                results.append(evaluate_policy(pol, model, seed_list, n_bs=n_bs, days=days, progress=bar))
+        console().print(results_table(results, f"scenario {sc.name}, grid {sc.grid}, seeds {seed_list}, "
                                                f"{n_bs} BS x {days} day(s)"))
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -151,15 +161,15 @@ def register(app: typer.Typer) -> None:
             if not f.is_file():
                 _fail(f"{f}: not found (give the Sprout data folder with --shared)")
         seed_list = _parse_seeds(seeds)
-        console = _console()
+        out_console = console()
         dump = {}
-        with _progress() as progress:
+        with progress() as bar:
             for zone, path in files.items():
                 sc = get_scenario("sprout-repro", grid=str(path), requests_csv=str(shared / "requests.csv"),
                                   judgements_csv=str(shared / "judgements.csv"),
                                   workload_csv=str(shared / "pai_hourly_jobs.csv"), base_rate_per_s=base_rate_per_s)
                 model = ServiceModel(sc)
-                res = {name: evaluate_policy(REFERENCE_POLICIES[name](), model, seed_list, n_bs=1, progress=progress)
+                res = {name: evaluate_policy(REFERENCE_POLICIES[name](), model, seed_list, n_bs=1, progress=bar)
                        for name in ("base", "sprout-lp", "class-aware-lp")}
                 table = Table(title=f"{zone}: 720 h from hour 800 of 2023, {len(seed_list)} seeds")
                 for col in ("policy", "saving vs BASE: mean [min, max]", "quality vs BASE: mean [min, max]", "published (Sprout)"):
@@ -173,7 +183,259 @@ def register(app: typer.Typer) -> None:
                         f"{100 * row['quality_vs_base_frac']:.1f}% [{100 * row['quality_min_frac']:.1f}, {100 * row['quality_max_frac']:.1f}]",
                         f"{100 * pub[0]:.1f}% / {100 * pub[1]:.1f}%" if name == "sprout-lp" else "")
                     dump.setdefault(zone, {})[name] = row
-                console.print(table)
+                out_console.print(table)
         if out is not None:
             out.write_text(json.dumps(dump, indent=1))
             typer.echo(f"wrote {out}")
+
+
+# ---------------------------------------------------------------------------------------------
+# aolo train, aolo compare
+# ---------------------------------------------------------------------------------------------
+COMPARE_REFERENCES = ("oracle", "class-aware-lp", "sprout-lp", "co2-only", "base")
+"""Reference policies printed beside the learned ones by ``aolo compare``."""
+
+
+def _cli_option(name: str, hint: object, default: object, doc: str):
+    """An ``inspect.Parameter`` carrying a ``typer.Option`` for one config field: tuples become
+    comma-separated strings, Literal strings plain strings, ``X | None`` Optional[X]."""
+    import inspect
+    import typing
+
+    flag = "--" + name.replace("_", "-")
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple:
+        annotation, default = str, ",".join(str(v) for v in default)  # type: ignore[union-attr]
+    elif origin is typing.Literal:
+        annotation = str
+    elif type(None) in args:
+        annotation = Optional[next(a for a in args if a is not type(None))]
+    else:
+        annotation = hint
+    from rich.markup import escape
+
+    option = typer.Option(default, flag, help=escape(doc), show_default=True)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+
+
+def _config_from_cli(values: dict) -> "object":
+    """A TrainConfig from the ``train`` command's option values (``popsan_*`` grouped)."""
+    import typing
+    from dataclasses import fields
+
+    from .popsan import PopSANConfig
+    from .training import TrainConfig
+
+    def coerce(cls, name, value):
+        hint = typing.get_type_hints(cls)[name]
+        if typing.get_origin(hint) is tuple:
+            kind = typing.get_args(hint)[0]
+            try:
+                return tuple(kind(v) for v in str(value).split(",") if v.strip())
+            except ValueError:
+                _fail(f"--{name.replace('_', '-')}: {value!r} is not a comma-separated list of {kind.__name__}")
+        return value
+
+    popsan = {f.name: coerce(PopSANConfig, f.name, values[f"popsan_{f.name}"]) for f in fields(PopSANConfig)}
+    kw = {f.name: coerce(TrainConfig, f.name, values[f.name]) for f in fields(TrainConfig) if f.name != "popsan"}
+    return TrainConfig(popsan=popsan, **kw)
+
+
+def register_training(app: typer.Typer) -> None:
+    """``aolo train`` (options generated from TrainConfig and PopSANConfig, help from their field
+    docs) and ``aolo compare``."""
+    import inspect
+    import typing
+    from dataclasses import MISSING, fields
+
+    from .popsan import PopSANConfig
+    from .training import TrainConfig, field_docs
+
+    def train_cmd(**values) -> None:
+        """Train SDRL (PopSAN actor) or SAC (MLP actor) and write runs/<scenario>__<algo>__<seed>__<time>/
+        with config.json, versions.json, the SB3 checkpoint, the actor spec, progress.csv and TensorBoard logs.
+
+        Example: aolo train --algo sdrl --scenario default --seed 1 --steps 150000
+        """
+        import traceback
+
+        from .training import train
+
+        verbose, resume = values.pop("verbose"), values.pop("resume")
+        steps = values["steps"]
+        try:
+            if resume is not None and steps is None:
+                from .run import CONFIG_FILE
+
+                saved = json.loads((resume / CONFIG_FILE).read_text()) if (resume / CONFIG_FILE).is_file() else {}
+                values["steps"] = saved.get("steps", TrainConfig.steps)
+            elif steps is None:
+                values["steps"] = TrainConfig.steps
+            config = _config_from_cli(values)
+            run_dir = train(config, resume=resume)
+        except (ValueError, OSError) as e:
+            if verbose:
+                traceback.print_exc()
+            _fail(str(e))
+        typer.echo(f"wrote {run_dir}")
+
+    docs, pdocs = field_docs(TrainConfig), field_docs(PopSANConfig)
+    hints, phints = typing.get_type_hints(TrainConfig), typing.get_type_hints(PopSANConfig)
+    params = []
+    for f in fields(TrainConfig):
+        if f.name == "popsan":
+            continue
+        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        if f.name == "steps":
+            params.append(_cli_option("steps", Optional[int], None,
+                                      docs["steps"] + f" [default: {default}; with --resume: the run's own]"))
+            continue
+        params.append(_cli_option(f.name, hints[f.name], default, docs[f.name]))
+    for f in fields(PopSANConfig):
+        params.append(_cli_option(f"popsan_{f.name}", phints[f.name], f.default, "PopSAN: " + pdocs[f.name]))
+    params.append(inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
+                                    default=typer.Option(None, "--resume", help="continue a run directory from its "
+                                                         "last checkpoint up to --steps in total")))
+    params.append(inspect.Parameter("verbose", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                                    default=typer.Option(False, "--verbose", help="show tracebacks on errors")))
+    train_cmd.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    app.command("train")(train_cmd)
+
+    @app.command("compare")
+    def compare(
+        runs: List[Path] = typer.Argument(..., help="training run directories; grouped by algorithm"),
+        seeds: str = typer.Option(",".join(map(str, EVAL_SEEDS)), "--seeds", help="comma-separated evaluation seeds"),
+        n_bs: int = typer.Option(8, "--n-bs", min=1, help="base stations per seed"),
+        out: Optional[Path] = typer.Option(None, "--out", help="write a PNG of the learning curves (validation seeds)"),
+        json_out: Optional[Path] = typer.Option(None, "--json", help="write every result as JSON"),
+        torch_threads: int = typer.Option(1, "--torch-threads", min=1, help="torch.set_num_threads for the actors"),
+    ) -> None:
+        """Evaluate trained runs on the evaluation seeds, aggregate the seeds of each algorithm (mean
+        and spread over runs) and print them beside the reference policies on the same seeds.
+
+        Example: aolo compare runs/default__sdrl__* runs/default__sac__* --out curves.png
+        """
+        import torch
+
+        from .evaluate import evaluate_policy
+        from .policies import REFERENCE_POLICIES
+        from .run import load_run
+        from .scenario import get_scenario
+        from .simulator import ServiceModel
+
+        torch.set_num_threads(torch_threads)
+        seed_list = _parse_seeds(seeds)
+        loaded = []
+        for r in runs:
+            try:
+                loaded.append(load_run(r))
+            except ValueError as e:
+                _fail(str(e))
+        scenarios = {run.config.scenario for run in loaded}
+        if len(scenarios) != 1:
+            _fail(f"runs: trained on different scenarios ({', '.join(sorted(scenarios))}); compare one at a time")
+        model = ServiceModel(get_scenario(scenarios.pop()))
+        groups: dict[str, list] = {}
+        with progress() as bar:
+            refs = [evaluate_policy(REFERENCE_POLICIES[name](), model, seed_list, n_bs=n_bs, progress=bar)
+                    for name in COMPARE_REFERENCES]
+            for run in loaded:
+                groups.setdefault(run.config.algo, []).append(
+                    (run, evaluate_policy(run.policy(), model, seed_list, n_bs=n_bs, progress=bar)))
+        base = next(r for r in refs if r.policy == "base")
+        console().print(compare_table(groups, refs, base, f"scenario {model.scenario.name}, seeds {seed_list}, "
+                                                             f"{n_bs} BS x 1 day; learned: mean ± std over runs"))
+        if json_out is not None:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_text(json.dumps({
+                "scenario": model.scenario.to_dict(), "seeds": seed_list,
+                "runs": {algo: [{"run_dir": str(run.run_dir), "result": res.to_dict()} for run, res in items]
+                         for algo, items in groups.items()},
+                "references": [r.to_dict() for r in refs]}, indent=1))
+            typer.echo(f"wrote {json_out}")
+        if out is not None:
+            typer.echo(f"wrote {plot_learning_curves(groups, model, out)}")
+
+
+def compare_table(groups: dict, refs: list, base, title: str):
+    """A rich table: each algorithm's runs aggregated (mean ± std over runs of the per-run figure),
+    then the reference policies (mean over seeds, [min, max] of the per-seed saving)."""
+    import numpy as np
+    from rich.table import Table
+
+    from .evaluate import summary_row
+
+    table = Table(title=title)
+    for col in ("policy", "runs", "carbon g/req", "saving vs BASE", "quality vs BASE", "late/outage", "outage",
+                "floor viol."):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    pct = ("saving_vs_base_frac", "quality_vs_base_frac", "latency_violation_frac", "outage_frac",
+           "floor_violation_frac")
+    for algo, items in groups.items():
+        rows = [summary_row(res, base) for _, res in items]
+
+        def ms(key: str, scale: float = 100.0, fmt: str = ".1f") -> str:
+            v = scale * np.array([r[key] for r in rows])
+            sd = v.std(ddof=1) if len(v) > 1 else 0.0
+            return f"{v.mean():{fmt}} ± {sd:{fmt}}"
+
+        table.add_row(algo, str(len(rows)), ms("carbon_g_per_request", 1.0, ".4f"),
+                      *[ms(k, 100.0, ".2f" if k in ("latency_violation_frac", "outage_frac") else ".1f") + "%"
+                        for k in pct])
+    for r in refs:
+        row = summary_row(r, base)
+        table.add_row(r.policy, "-", f"{row['carbon_g_per_request']:.4f}",
+                      f"{100 * row['saving_vs_base_frac']:.1f}% [{100 * row['saving_min_frac']:.1f}, "
+                      f"{100 * row['saving_max_frac']:.1f}]",
+                      f"{100 * row['quality_vs_base_frac']:.1f}%", f"{100 * row['latency_violation_frac']:.2f}%",
+                      f"{100 * row['outage_frac']:.2f}%", f"{100 * row['floor_violation_frac']:.1f}%")
+    return table
+
+
+def plot_learning_curves(groups: dict, model, path: Path) -> Path:
+    """Carbon per request and quality vs BASE against training steps on the validation seeds: per
+    algorithm the mean over runs with a min-max band, the reference policies (evaluated on the same
+    validation seeds and base stations) as horizontal lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .evaluate import evaluate_policy, summary_row
+    from .policies import REFERENCE_POLICIES
+    from .run import read_evaluations
+
+    first = next(iter(groups.values()))[0][0].config
+    val_seeds, val_bs = list(first.eval_seeds), first.eval_n_bs
+    refs = {name: evaluate_policy(REFERENCE_POLICIES[name](), model, val_seeds, n_bs=val_bs)
+            for name in COMPARE_REFERENCES}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    keys = (("carbon_g_per_request", "carbon per request, g", 1.0), ("quality_vs_base_frac", "quality vs BASE, %", 100.0))
+    colours = {"sdrl": "#c44e52", "sac": "#4c72b0"}
+    for ax, (key, label, scale) in zip(axes, keys):
+        for algo, items in groups.items():
+            curves = [read_evaluations(run.run_dir) for run, _ in items]
+            curves = [c for c in curves if c]
+            if not curves:
+                continue
+            grid = np.array([e["step"] for e in curves[0]], dtype=float)
+            ys = np.array([np.interp(grid, [e["step"] for e in c], [scale * e["summary"][key] for e in c])
+                           for c in curves])
+            colour = colours.get(algo)
+            ax.plot(grid, ys.mean(axis=0), color=colour, lw=2, label=f"{algo} (mean of {len(curves)})")
+            ax.fill_between(grid, ys.min(axis=0), ys.max(axis=0), color=colour, alpha=0.2)
+        for i, (name, res) in enumerate(refs.items()):
+            ax.axhline(scale * summary_row(res, refs["base"])[key], ls="--", lw=1, color=f"C{i + 2}", label=name)
+        ax.set_xlabel("training steps (requests)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_yscale("log")
+    axes[1].legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"Learning curves on validation seeds {val_seeds} ({val_bs} BS x 1 day), scenario {model.scenario.name}")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,135 @@
+"""A training run directory, read back: config, SB3 model, deterministic actor, actor spec, curves.
+
+A run dir (``runs/<scenario>__<algo>__<seed>__<timestamp>/``, written by
+:func:`aolo.train.training.train`) holds::
+
+    config.json          the TrainConfig (plain values)
+    versions.json        torch, snntorch, stable-baselines3, gymnasium, numpy, aolo versions
+    model.zip            the SB3 SAC model at the last checkpoint
+    actor_spec.json      its deterministic actor as an ActorSpec (aolo.runtime.actor_spec)
+    train_state.json     steps done, simulator day counters, wall time (for --resume)
+    evaluations.jsonl    one line per periodic evaluation on the validation seeds
+    progress.csv, tb/    SB3 logger output (csv, TensorBoard)
+    replay_buffer.pkl    only with save_replay_buffer
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from aolo.runtime.actor_spec import ActorSpec
+
+__all__ = ["TrainedRun", "load_run", "is_run_dir", "deterministic_actor", "read_evaluations",
+           "CONFIG_FILE", "MODEL_FILE", "ACTOR_SPEC_FILE", "EVALUATIONS_FILE", "STATE_FILE", "VERSIONS_FILE",
+           "REPLAY_FILE"]
+
+CONFIG_FILE = "config.json"
+VERSIONS_FILE = "versions.json"
+MODEL_FILE = "model.zip"
+ACTOR_SPEC_FILE = "actor_spec.json"
+STATE_FILE = "train_state.json"
+EVALUATIONS_FILE = "evaluations.jsonl"
+REPLAY_FILE = "replay_buffer.pkl"
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """True for a directory holding a ``config.json`` (a training run)."""
+    p = Path(path)
+    return p.is_dir() and (p / CONFIG_FILE).is_file()
+
+
+def deterministic_actor(policy: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """The deployed action of an SB3 SAC/SDRL policy as a numpy function.
+
+    :param policy: an SB3 ``SACPolicy`` (or :class:`aolo.train.sac_policy.SDRLPolicy`)
+    :return: ``act(obs (n, obs_dim) float32) -> action (n, act_dim) float32 in [-1, 1]``, the
+        squashed mean (no sampling), computed without gradients
+    """
+    import torch
+
+    actor = policy.actor
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=policy.device)
+            return actor(x, deterministic=True).cpu().numpy()
+
+    return act
+
+
+def read_evaluations(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The periodic validation evaluations of a run, in step order.
+
+    :return: dicts ``{"step": int, "wall_s": float, "result": EvalResult dict, "summary": summary row}``
+    """
+    path = Path(run_dir) / EVALUATIONS_FILE
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return sorted(rows, key=lambda r: r["step"])
+
+
+@dataclass
+class TrainedRun:
+    """A loaded run.
+
+    :param run_dir: the directory
+    :param config: its :class:`aolo.train.training.TrainConfig`
+    :param model: the SB3 SAC model (no env attached)
+    :param spec: the deterministic actor as an :class:`ActorSpec`, read from ``actor_spec.json``
+    :param state: ``train_state.json`` (``num_timesteps``, ``episode_count``, ``wall_s``)
+    """
+
+    run_dir: Path
+    config: Any
+    model: Any
+    spec: ActorSpec
+    state: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        """``<algo>:<run dir name>``, the policy name in evaluation tables."""
+        return f"{self.config.algo}:{self.run_dir.name}"
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Deterministic action. ``obs``: (n, obs_dim) float32 -> (n, act_dim) float32 in [-1, 1]."""
+        return deterministic_actor(self.model.policy)(obs)
+
+    def policy(self) -> Any:
+        """An :class:`aolo.train.policies.ActorPolicy` of the deterministic actor, for evaluate_policy."""
+        from .policies import ActorPolicy
+
+        return ActorPolicy(self.name, deterministic_actor(self.model.policy))
+
+
+def load_run(run_dir: str | Path) -> TrainedRun:
+    """Load a run directory written by :func:`aolo.train.training.train`.
+
+    :param run_dir: the run directory
+    :return: the run with its config, SB3 model (on CPU), actor spec and training state
+    :raises ValueError: not a run directory, or a file in it is missing or unreadable (named)
+    """
+    from stable_baselines3 import SAC
+
+    from .training import TrainConfig
+
+    run_dir = Path(run_dir)
+    if not is_run_dir(run_dir):
+        raise ValueError(f"{run_dir}: not a run directory (no {CONFIG_FILE})")
+    for name in (MODEL_FILE, ACTOR_SPEC_FILE):
+        if not (run_dir / name).is_file():
+            raise ValueError(f"{run_dir / name}: missing (the run has no checkpoint yet)")
+    try:
+        config = TrainConfig.from_dict(json.loads((run_dir / CONFIG_FILE).read_text()))
+    except (ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"{run_dir / CONFIG_FILE}: {e}") from e
+    model = SAC.load(run_dir / MODEL_FILE, device="cpu")
+    spec = ActorSpec.from_dict(json.loads((run_dir / ACTOR_SPEC_FILE).read_text()))
+    state_path = run_dir / STATE_FILE
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    return TrainedRun(run_dir=run_dir, config=config, model=model, spec=spec, state=state)

@@ -1,0 +1,470 @@
+"""One training run of SDRL (PopSAN actor) or SAC (MLP actor), readable top to bottom.
+
+    config -> seed_everything -> vector env of n_envs base stations -> make_sac -> SB3 learn with
+    TrainMonitor (rich progress bar, logs, validation, checkpoints) -> run dir
+
+The two algorithms share everything but the actor (:func:`aolo.train.sac_policy.make_sac`). A run
+writes ``runs/<scenario>__<algo>__<seed>__<timestamp>/`` (see :mod:`aolo.train.run` for its files)
+and can be resumed from it. Periodic evaluations use the validation seeds
+(:data:`VALIDATION_SEEDS`); the evaluation seeds of ``aolo evaluate``/``aolo compare``
+(:data:`aolo.train.cli.EVAL_SEEDS`) are never used here, nor are training seeds among either.
+
+Training-only reward shaping (``quality_bonus``, ``reward_scale``, penalty overrides) changes what
+the agent optimises, never what is measured: evaluations report carbon and QoE from the simulator.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .popsan import PopSANConfig
+
+__all__ = ["TrainConfig", "VALIDATION_SEEDS", "field_docs", "seed_everything", "train", "run_dir_name",
+           "library_versions"]
+
+VALIDATION_SEEDS: tuple[int, ...] = (501, 502)
+"""Seeds of the periodic evaluation during training and of every tuning decision; disjoint from
+EVAL_SEEDS (reported tables) and from training seeds."""
+
+
+# =============================================================================================
+# Config
+# =============================================================================================
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run; saved as ``config.json`` in the run dir."""
+
+    algo: str = "sdrl"
+    """'sdrl' (PopSAN spiking actor) or 'sac' (MLP actor); critics, replay and entropy tuning are shared."""
+    scenario: str = "default"
+    """Scenario preset (default, tiny, sprout-repro)."""
+    seed: int = 0
+    """Run seed: python, numpy, torch, SB3 and the training days (BS b's k-th day from [seed, b, k])."""
+    steps: int = 150_000
+    """Training budget in environment steps (requests served, summed over all base stations)."""
+    n_envs: int = 16
+    """Base stations stepped at once; one vector step adds n_envs transitions to the replay buffer."""
+    learning_starts: int = 5_000
+    """Environment steps of uniformly random actions before the first update."""
+    batch_size: int = 256
+    """Minibatch size of each gradient step."""
+    buffer_size: int = 200_000
+    """Replay buffer capacity, transitions."""
+    train_freq: int = 1
+    """Vector steps between two rounds of updates."""
+    gradient_steps: int = 1
+    """Gradient steps per round of updates (SB3 semantics; -1: as many as vector steps x n_envs collected)."""
+    learning_rate: float = 3e-4
+    """Adam learning rate of actor, critics and entropy coefficient."""
+    gamma: float = 0.99
+    """Discount per request (0.99: a horizon of about 100 requests, half the quality window)."""
+    tau: float = 0.005
+    """Polyak coefficient of the target critics."""
+    ent_coef: str = "auto"
+    """SAC entropy coefficient: 'auto' (tuned to target_entropy), 'auto_<init>', or a fixed number."""
+    target_entropy: float | None = None
+    """Entropy target when ent_coef is auto; None: -act_dim (SB3's default)."""
+    actor_hidden: tuple[int, ...] = (64, 64)
+    """Hidden sizes of the SAC actor MLP, and of SDRL's log-std network."""
+    critic_hidden: tuple[int, ...] = (256, 256)
+    """Hidden sizes of both critics (both algorithms)."""
+    popsan: PopSANConfig = field(default_factory=PopSANConfig)
+    """PopSAN shape and neuron constants (sdrl only)."""
+    quality_penalty: float | None = None
+    """Override of the scenario's lambda_Q (reward per unit of quality below the floor); None: scenario's."""
+    latency_penalty: float | None = None
+    """Override of the scenario's lambda_T (reward per deadline miss or outage); None: scenario's."""
+    quality_bonus: float = 0.0
+    """Training-only Lagrangian term lambda * (q_i - (1 - xi CI_norm) q0_i) added to each reward: the
+    per-request share of Sprout's average-quality constraint (0: off)."""
+    reward_scale: float = 1.0
+    """Training-only factor on every reward."""
+    eval_every_steps: int = 50_000
+    """Environment steps between validation evaluations and checkpoints (0: only at the end)."""
+    eval_seeds: tuple[int, ...] = VALIDATION_SEEDS
+    """Validation seeds of the periodic evaluation (never EVAL_SEEDS, never the training seed)."""
+    eval_n_bs: int = 4
+    """Base stations per validation seed (one day each)."""
+    log_every_steps: int = 4_000
+    """Environment steps between two rows of progress.csv / TensorBoard."""
+    save_replay_buffer: bool = False
+    """Also checkpoint the replay buffer (large), so that a resumed run continues it."""
+    torch_threads: int = 1
+    """torch.set_num_threads for this run (the machine is shared: 1 or 2)."""
+    out_dir: str = "runs"
+    """Parent folder of run directories."""
+
+    def __post_init__(self) -> None:
+        from .cli import EVAL_SEEDS  # the reported seeds; a light import (typer only)
+        from .simulator import CALIBRATION_SEED
+
+        object.__setattr__(self, "popsan", PopSANConfig.coerce(self.popsan))
+        for name in ("actor_hidden", "critic_hidden", "eval_seeds"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        if self.algo not in ("sdrl", "sac"):
+            raise ValueError(f"TrainConfig.algo must be 'sdrl' or 'sac', got {self.algo!r}")
+        for name in ("steps", "n_envs", "batch_size", "buffer_size", "train_freq", "eval_n_bs",
+                     "log_every_steps", "torch_threads"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.learning_starts < 0 or self.eval_every_steps < 0:
+            raise ValueError("TrainConfig.learning_starts and eval_every_steps must be >= 0")
+        if self.gradient_steps == 0 or self.gradient_steps < -1:
+            raise ValueError(f"TrainConfig.gradient_steps must be >= 1 or -1, got {self.gradient_steps}")
+        if not 0 < self.gamma <= 1 or not 0 < self.tau <= 1 or self.learning_rate <= 0 or self.reward_scale <= 0:
+            raise ValueError("TrainConfig: gamma and tau in (0, 1], learning_rate and reward_scale > 0")
+        if not self.eval_seeds:
+            raise ValueError("TrainConfig.eval_seeds: give at least one validation seed")
+        reserved = set(EVAL_SEEDS) | {CALIBRATION_SEED}
+        if reserved & set(self.eval_seeds):
+            raise ValueError(f"TrainConfig.eval_seeds must not include the evaluation seeds {EVAL_SEEDS}")
+        if self.seed in reserved | set(self.eval_seeds):
+            raise ValueError(f"TrainConfig.seed {self.seed} is an evaluation or validation seed")
+        if self.ent_coef != "auto" and not self.ent_coef.startswith("auto_"):
+            try:
+                float(self.ent_coef)
+            except ValueError:
+                raise ValueError(f"TrainConfig.ent_coef must be 'auto', 'auto_<init>' or a number, got "
+                                 f"{self.ent_coef!r}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values (the popsan config as a nested dict)."""
+        d = asdict(self)
+        d["popsan"] = self.popsan.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """Inverse of :meth:`to_dict`; unknown keys raise ValueError naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"TrainConfig: unknown field(s) {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+    def with_(self, **changes: Any) -> "TrainConfig":
+        """A copy with fields changed (validated)."""
+        return replace(self, **changes)
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The one-line docstring under each field of a dataclass (read from its source), by field
+    name: the help text of the matching CLI option, so help and code cannot drift apart."""
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, nxt in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
+            docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+# =============================================================================================
+# Seeding and run directory (TRY NOT TO MODIFY)
+# =============================================================================================
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy's global generator and torch, and ask torch for deterministic CPU kernels.
+
+    The environment is seeded separately and explicitly (BS b's k-th day from ``[seed, b, k]``),
+    and SB3 seeds its action space from the same ``seed``.
+    """
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def run_dir_name(config: TrainConfig, when: datetime | None = None) -> str:
+    """``<scenario>__<algo>__<seed>__<UTC timestamp>`` (CleanRL's run naming)."""
+    stamp = (when or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%S")
+    return f"{config.scenario}__{config.algo}__{config.seed}__{stamp}"
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a run depends on, for ``versions.json``."""
+    from importlib.metadata import PackageNotFoundError, version
+    import platform
+
+    out = {"python": platform.python_version()}
+    for pkg in ("aolo", "torch", "snntorch", "stable-baselines3", "gymnasium", "numpy", "scipy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)  # atomic: a kill mid-checkpoint leaves the previous file
+
+
+# =============================================================================================
+# Logging, validation and checkpoints: one SB3 callback
+# =============================================================================================
+def _make_logger(run_dir: Path, resume_step: int | None) -> Any:
+    """SB3 logger writing ``progress.csv`` and TensorBoard events under ``run_dir/tb``. On resume
+    the csv keeps its rows up to the checkpoint and appends after them."""
+    from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
+
+    class ResumableCSV(CSVOutputFormat):
+        def __init__(self, filename: Path) -> None:
+            if resume_step is None or not filename.is_file() or filename.stat().st_size == 0:
+                super().__init__(str(filename))
+                return
+            lines = filename.read_text().splitlines()
+            keys = lines[0].split(",")
+            step_col = keys.index("global_step") if "global_step" in keys else None
+            kept = [ln for ln in lines[1:] if step_col is None or not ln.split(",")[step_col]
+                    or float(ln.split(",")[step_col]) <= resume_step]
+            filename.write_text("\n".join([lines[0], *kept]) + "\n")
+            self.file = open(filename, "r+")  # noqa: SIM115 (closed by Logger.close)
+            self.file.seek(0, os.SEEK_END)
+            self.keys = keys
+            self.separator, self.quotechar = ",", '"'
+
+    return Logger(folder=str(run_dir), output_formats=[ResumableCSV(run_dir / "progress.csv"),
+                                                       TensorBoardOutputFormat(str(run_dir / "tb"))])
+
+
+class TrainMonitor:
+    """Factory of the SB3 callback; kept apart so that importing this module does not import SB3."""
+
+    @staticmethod
+    def make(config: TrainConfig, run_dir: Path, env: Any, show_progress: bool, total_steps: int,
+             wall_offset_s: float) -> Any:
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        from .evaluate import evaluate_policy, summary_row
+        from .policies import ActorPolicy, BasePolicy
+        from .run import ACTOR_SPEC_FILE, EVALUATIONS_FILE, MODEL_FILE, REPLAY_FILE, STATE_FILE, deterministic_actor
+        from .actor_export import actor_spec_from_policy
+
+        class _Monitor(BaseCallback):
+            """Per step: accumulate reward, carbon and violations from the infos. Every
+            ``log_every_steps``: log them (``rollout/…``, ``carbon/train_g_per_request``) with the
+            SB3 ``train/…`` losses against ``global_step``. Every ``eval_every_steps`` and at the end:
+            evaluate the deterministic actor on the validation seeds (``carbon/mean_g_per_request``,
+            ``eval/…``) and checkpoint. A rich progress bar shows the live numbers."""
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.sums = np.zeros(6)  # reward, carbon_g, late, floor, quality, quality_base
+                self.count = 0
+                self.live = {"reward": float("nan"), "carbon": float("nan"), "val": float("nan")}
+                self.last_log = 0
+                self.last_eval = 0
+                self.t_start = time.perf_counter()
+                self.steps_at_start = 0
+                self.base_val = None
+                self.progress = None
+                self.task = None
+
+            # --- lifecycle ----------------------------------------------------------------------
+            def _on_training_start(self) -> None:
+                self.steps_at_start = self.last_log = self.last_eval = self.num_timesteps
+                self.t_start = time.perf_counter()
+                self.base_val = evaluate_policy(BasePolicy(), env.model, config.eval_seeds, n_bs=config.eval_n_bs)
+                if show_progress:
+                    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                               TimeElapsedColumn, TimeRemainingColumn)
+
+                    self.progress = Progress(
+                        TextColumn(f"[bold]{config.algo}[/] seed {config.seed}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[rate]:>6.0f} steps/s"), TimeElapsedColumn(), TimeRemainingColumn(),
+                        TextColumn("reward/req {task.fields[reward]:+.3f}  carbon {task.fields[carbon]:.4f} g/req  "
+                                   "val {task.fields[val]:.4f} g/req"))
+                    self.progress.start()
+                    self.task = self.progress.add_task("train", total=total_steps, completed=self.num_timesteps,
+                                                       rate=0.0, **self.live)
+
+            def _on_step(self) -> bool:
+                rewards = self.locals["rewards"]
+                infos = self.locals["infos"]
+                self.sums[0] += float(np.sum(rewards))
+                for info in infos:
+                    self.sums[1] += info["carbon_g"]
+                    self.sums[2] += info["latency_violation"]
+                    self.sums[3] += info["floor_violation"]
+                    self.sums[4] += info["quality"]
+                    self.sums[5] += info["quality_base"]
+                self.count += len(infos)
+                if self.num_timesteps - self.last_log >= config.log_every_steps:
+                    self._log()
+                if config.eval_every_steps and self.num_timesteps - self.last_eval >= config.eval_every_steps:
+                    self._evaluate_and_checkpoint()
+                if self.progress is not None:
+                    self.progress.update(self.task, completed=self.num_timesteps, rate=self._rate(), **self.live)
+                return True
+
+            def _on_training_end(self) -> None:
+                self._log()
+                if self.last_eval != self.num_timesteps or not config.eval_every_steps:
+                    self._evaluate_and_checkpoint()
+                if self.progress is not None:
+                    self.progress.stop()
+
+            # --- pieces -----------------------------------------------------------------------
+            def _rate(self) -> float:
+                return (self.num_timesteps - self.steps_at_start) / max(time.perf_counter() - self.t_start, 1e-9)
+
+            def _log(self) -> None:
+                if self.count:
+                    n = self.count
+                    reward, carbon = self.sums[0] / n, self.sums[1] / n
+                    self.logger.record("rollout/reward_per_request", reward)
+                    self.logger.record("carbon/train_g_per_request", carbon)
+                    self.logger.record("rollout/latency_violation_frac", self.sums[2] / n)
+                    self.logger.record("rollout/floor_violation_frac", self.sums[3] / n)
+                    self.logger.record("rollout/quality_vs_base_frac", self.sums[4] / max(self.sums[5], 1e-12))
+                    self.live.update(reward=reward, carbon=carbon)
+                self.logger.record("global_step", self.num_timesteps)
+                self.logger.record("time/steps_per_s", self._rate())
+                self.logger.record("time/wall_s", wall_offset_s + time.perf_counter() - self.t_start)
+                self.logger.dump(step=self.num_timesteps)
+                self.sums[:] = 0.0
+                self.count = 0
+                self.last_log = self.num_timesteps
+
+            def _evaluate_and_checkpoint(self) -> None:
+                policy = self.model.policy
+                policy.set_training_mode(False)
+                result = evaluate_policy(ActorPolicy(config.algo, deterministic_actor(policy)), env.model,
+                                         config.eval_seeds, n_bs=config.eval_n_bs)
+                row = summary_row(result, self.base_val)
+                self.logger.record("carbon/mean_g_per_request", row["carbon_g_per_request"])
+                for key in ("saving_vs_base_frac", "quality_vs_base_frac", "latency_violation_frac", "outage_frac",
+                            "floor_violation_frac"):
+                    self.logger.record(f"eval/{key}", row[key])
+                self.live["val"] = row["carbon_g_per_request"]
+                wall_s = wall_offset_s + time.perf_counter() - self.t_start
+                with open(run_dir / EVALUATIONS_FILE, "a") as f:
+                    f.write(json.dumps({"step": self.num_timesteps, "wall_s": wall_s, "summary": row,
+                                        "result": result.to_dict()}) + "\n")
+                # checkpoint: model, actor spec, state; json files replaced atomically
+                self.model.save(run_dir / MODEL_FILE)
+                if config.save_replay_buffer:
+                    self.model.save_replay_buffer(run_dir / REPLAY_FILE)
+                _write_json(run_dir / ACTOR_SPEC_FILE, actor_spec_from_policy(policy).to_dict())
+                _write_json(run_dir / STATE_FILE, {"num_timesteps": self.num_timesteps, "wall_s": wall_s,
+                                                   "episode_count": env.sim.episode_count.tolist()})
+                self.last_eval = self.num_timesteps
+                self._log()
+
+        return _Monitor()
+
+
+# =============================================================================================
+# The run
+# =============================================================================================
+def _sac_kwargs(config: TrainConfig) -> dict[str, Any]:
+    ent: Any = config.ent_coef if config.ent_coef.startswith("auto") else float(config.ent_coef)
+    return dict(
+        learning_rate=config.learning_rate, buffer_size=config.buffer_size,
+        learning_starts=config.learning_starts, batch_size=config.batch_size, tau=config.tau, gamma=config.gamma,
+        train_freq=config.train_freq, gradient_steps=config.gradient_steps, ent_coef=ent,
+        target_entropy=config.target_entropy if config.target_entropy is not None else "auto",
+        policy_kwargs={"net_arch": {"pi": list(config.actor_hidden), "qf": list(config.critic_hidden)}},
+        device="cpu", verbose=0,
+    )
+
+
+def _print_config(config: TrainConfig, run_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"aolo train -> {run_dir}", show_header=True)
+    table.add_column("field")
+    table.add_column("value")
+    for k, v in config.to_dict().items():
+        table.add_row(k, str(v))
+    Console(stderr=True).print(table)
+
+
+def train(config: TrainConfig, resume: str | Path | None = None, show_progress: bool = True) -> Path:
+    """Train SDRL or SAC on a scenario and write (or continue) a run directory.
+
+    :param config: the run's config; with ``resume``, the run dir's own config is used and only
+        ``steps`` (the new total) and ``torch_threads`` are taken from this one
+    :param resume: a run dir to continue from its last checkpoint (its step count, simulator day
+        counters and, if saved, replay buffer)
+    :param show_progress: show the rich progress bar and the config table (stderr)
+    :return: the run directory
+    """
+    import torch
+    from stable_baselines3 import SAC
+
+    from .run import CONFIG_FILE, MODEL_FILE, REPLAY_FILE, STATE_FILE, VERSIONS_FILE
+    from .sac_policy import make_sac
+    from .sb3_vec_env import ServiceVecEnv
+    from .scenario import get_scenario
+    from .simulator import ServiceModel
+
+    # --- config and run dir -------------------------------------------------------------------
+    state: dict[str, Any] = {}
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / MODEL_FILE).is_file():
+            raise ValueError(f"{run_dir}: not a run directory with a checkpoint (no {CONFIG_FILE} or {MODEL_FILE})")
+        saved = TrainConfig.from_dict(json.loads((run_dir / CONFIG_FILE).read_text()))
+        config = saved.with_(steps=config.steps, torch_threads=config.torch_threads)
+        state = json.loads((run_dir / STATE_FILE).read_text())
+    else:
+        run_dir = Path(config.out_dir) / run_dir_name(config)
+        run_dir.mkdir(parents=True, exist_ok=False)
+    _write_json(run_dir / CONFIG_FILE, config.to_dict())
+    _write_json(run_dir / VERSIONS_FILE, library_versions())
+    if show_progress:
+        _print_config(config, run_dir)
+
+    # --- seeding ------------------------------------------------------------------------------
+    torch.set_num_threads(config.torch_threads)
+    seed_everything(config.seed)
+
+    # --- environment: n_envs base stations, one numpy simulator ----------------------------------
+    scenario = get_scenario(config.scenario, quality_penalty=config.quality_penalty,
+                            latency_penalty=config.latency_penalty)
+    env = ServiceVecEnv(scenario, n_envs=config.n_envs, model=ServiceModel(scenario), seed=config.seed,
+                        quality_bonus=config.quality_bonus, reward_scale=config.reward_scale)
+
+    # --- ALGO LOGIC: SAC with the PopSAN actor (sdrl) or the MLP actor (sac) ----------------------
+    if resume is None:
+        model = make_sac(config.algo, env, seed=config.seed, popsan=config.popsan if config.algo == "sdrl" else None,
+                         **_sac_kwargs(config))
+    else:
+        model = SAC.load(run_dir / MODEL_FILE, env=env, device="cpu")
+        if config.save_replay_buffer and (run_dir / REPLAY_FILE).is_file():
+            model.load_replay_buffer(run_dir / REPLAY_FILE)
+        # continue the training days where the checkpoint left them
+        env.start_days_at(np.asarray(state.get("episode_count", np.zeros(config.n_envs)), dtype=np.int64))
+    resume_step = int(state["num_timesteps"]) if resume is not None else None
+    model.set_logger(_make_logger(run_dir, resume_step))
+    if resume is None:
+        model.logger.record("config", json.dumps(config.to_dict(), indent=1), exclude=("stdout", "log", "csv", "json"))
+
+    # --- learn ----------------------------------------------------------------------------------
+    remaining = config.steps - model.num_timesteps
+    if remaining > 0:
+        monitor = TrainMonitor.make(config, run_dir, env, show_progress, config.steps,
+                                    wall_offset_s=float(state.get("wall_s", 0.0)))
+        # log_interval=None: the monitor dumps the logs (a day is ~4k steps per BS, too rare for SB3's)
+        model.learn(total_timesteps=remaining, callback=monitor, log_interval=None,  # type: ignore[arg-type]
+                    reset_num_timesteps=resume is None)
+    model.logger.close()
+    return run_dir
