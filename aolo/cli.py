@@ -12,6 +12,7 @@ import typer
 
 from aolo.hw_profiles.cli import register as register_profiles
 from aolo.runtime.cli import register as register_runtime
+from aolo.export.cli import register as register_export
 from aolo.train.cli import register as register_train
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app = typer.Typer(
 register_profiles(app)
 register_runtime(app)
 register_train(app)
+register_export(app)
 
 
 @app.command("demo")

@@ -34,14 +34,15 @@ def run_demo(out_dir: Path = Path("reports/demo"), seeds: tuple[int, ...] = (100
     from aolo.hw_profiles import LLMServerProfile, RadioProfile, load_profile
     from aolo.runtime.estimate import estimate_request
     from aolo.runtime.grid import load_grid
-    from aolo.train.cli import _console, _progress, results_table
+    from aolo.console import console as make_console, progress
+    from aolo.train.cli import results_table
     from aolo.train.evaluate import evaluate_policy
     from aolo.train.plots import plot_level_mix_vs_ci
     from aolo.train.policies import REFERENCE_POLICIES
     from aolo.train.scenario import get_scenario
     from aolo.train.simulator import ServiceModel
 
-    console = _console()
+    console = make_console()
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
 
@@ -60,9 +61,9 @@ def run_demo(out_dir: Path = Path("reports/demo"), seeds: tuple[int, ...] = (100
     console.rule("2. A day at 8 base stations under every reference policy")
     model = ServiceModel(get_scenario("default"))
     results = []
-    with _progress() as progress:
+    with progress() as bar:
         for name in ("base", "co2-only", "sprout-lp", "class-aware-lp", "static-mix", "oracle"):
-            results.append(evaluate_policy(REFERENCE_POLICIES[name](), model, seeds, n_bs=n_bs, progress=progress))
+            results.append(evaluate_policy(REFERENCE_POLICIES[name](), model, seeds, n_bs=n_bs, progress=bar))
     console.print(results_table(results, f"default scenario, seeds {list(seeds)}, {n_bs} BS x 1 day"))
     plot = plot_level_mix_vs_ci(results, out_dir / "level_mix_vs_ci.png")
 

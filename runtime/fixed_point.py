@@ -49,6 +49,7 @@ weight step.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -389,6 +390,38 @@ def quantize_actor(spec: ActorSpec) -> FixedPointActor:
     if spec.kind != "snn":
         raise ValueError(f"quantize_actor: only spiking actors have a fixed-point form, got kind {spec.kind!r}")
     layers = [quantize_layer(lin, lif, spec.timesteps) for lin, lif in spec.spiking_layers()]
+    return FixedPointActor(spec=spec, layers=layers)
+
+
+LAYER_ARRAYS = ("weight_raw", "du_q12", "dv_q12", "vth_raw")
+
+
+def save_fixed_point(fixed: FixedPointActor, path: str | Path) -> Path:
+    """Write the integer parameters of every layer to an ``.npz`` (the bundle's ``lava_fixed``)."""
+    arrays: dict[str, np.ndarray] = {"n_layers": np.array(len(fixed.layers))}
+    for k, layer in enumerate(fixed.layers):
+        for name in LAYER_ARRAYS:
+            arrays[f"layer{k}_{name}"] = getattr(layer, name)
+        arrays[f"layer{k}_weight_exp"] = np.array(layer.weight_exp)
+        arrays[f"layer{k}_weight_step"] = np.array(layer.weight_step)
+    path = Path(path)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    return path
+
+
+def load_fixed_point(spec: ActorSpec, path: str | Path) -> FixedPointActor:
+    """Read an ``.npz`` written by :func:`save_fixed_point` for ``spec``.
+
+    :raises ValueError: a missing array or a layer that does not fit ``spec`` (named)
+    """
+    with np.load(path) as z:
+        try:
+            layers = [FixedPointLayer(**{name: z[f"layer{k}_{name}"] for name in LAYER_ARRAYS},
+                                      weight_exp=int(z[f"layer{k}_weight_exp"]), weight_step=float(z[f"layer{k}_weight_step"]))
+                      for k in range(int(z["n_layers"]))]
+        except KeyError as e:
+            raise ValueError(f"{path}: missing array {e}") from None
     return FixedPointActor(spec=spec, layers=layers)
 
 
