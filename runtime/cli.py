@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 def register(app: typer.Typer) -> None:
     _register_carbon(app)
     _register_grid(app)
+    _register_serve(app)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,3 +211,82 @@ def _plot_trace(trace: "GridTrace", path: Path) -> None:
         ax.grid(alpha=0.3)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# aolo serve
+# ---------------------------------------------------------------------------------------------
+
+
+class Precision(str, Enum):
+    """Arithmetic a backend runs in."""
+
+    float = "float"
+    fixed = "fixed"
+
+
+def _register_serve(app: typer.Typer) -> None:
+    @app.command("serve")
+    def serve(
+        bundle: Path = typer.Argument(..., metavar="BUNDLE", help="policy bundle directory (aolo export)"),
+        backend: str = typer.Option("onnx", "--backend", help="onnx, reference or lava"),
+        precision: Precision = typer.Option(Precision.float, "--precision", help="float, or fixed (lava only)"),
+        host: str = typer.Option("127.0.0.1", "--host", help="interface to bind"),
+        port: int = typer.Option(8080, "--port", min=0, max=65535, help="TCP port; 0 picks a free one"),
+        ledger: Path = typer.Option(Path("aolo-ledger.db"), "--ledger", metavar="PATH.db",
+                                    help="SQLite carbon ledger, created if absent"),
+        radio: str = typer.Option("macro", "--radio", help="radio profile (macro, micro, pico)"),
+        server: str = typer.Option("llama2-13b-a100", "--server", help="LLM server profile"),
+        grid: str = typer.Option("US-TEX-ERCO", "--grid", help="grid zone (embedded) or Electricity Maps CSV"),
+        max_body_bytes: int = typer.Option(1 << 20, "--max-body-bytes", min=1, help="largest request body, bytes"),
+        verbose: bool = typer.Option(False, "--verbose", help="log every request; tracebacks on errors"),
+    ) -> None:
+        """Serve a policy bundle over HTTP: POST /v1/decide, /v1/outcome; GET /v1/carbon, /healthz, /metrics.
+
+        Every recorded outcome is committed to the ledger before it is acknowledged. SIGTERM or
+        SIGINT drains requests in flight, then closes the backend and the ledger.
+
+        Example: aolo serve runs/bundle --backend onnx --port 8080 --ledger carbon.db
+        """
+        import logging
+
+        from aolo.hw_profiles import LLMServerProfile, ProfileError, RadioProfile, load_profile
+
+        from .backends import BackendError, make_backend
+        from .bundle import BundleError, PolicyBundle
+        from .grid import load_grid
+        from .ledger import Ledger, LedgerError
+        from .server import ServerSettings, make_server, run_until_signalled
+        from .service import PolicyService, ServiceError
+
+        logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        opened: list = []
+        try:
+            pol = PolicyBundle.load(bundle)
+            srv = load_profile(server, LLMServerProfile)
+            rad = load_profile(radio, RadioProfile)
+            trace = load_grid(grid)
+            settings = ServerSettings(host=host, port=port, max_body_bytes=max_body_bytes)
+            be = make_backend(backend, pol, precision=precision.value)
+            opened.append(be)
+            led = Ledger(ledger)
+            opened.append(led)
+            service = PolicyService(pol, be, led, srv, rad, trace)
+            httpd = make_server(service, settings)
+        except (BundleError, BackendError, ProfileError, LedgerError, ServiceError, ValueError, OSError) as e:
+            for thing in reversed(opened):
+                thing.close()
+            if verbose:
+                raise
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2)
+
+        def ready(s) -> None:  # one line on stdout, flushed: scripts and tests read the port from it
+            typer.echo(f"aolo serve: listening on http://{host}:{s.port} (backend {be.name}/{be.precision}, "
+                       f"bundle {pol.sha256[:12]}, ledger {ledger})")
+            import sys
+            sys.stdout.flush()
+
+        run_until_signalled(httpd, on_ready=ready)
+        typer.echo("aolo serve: stopped; backend and ledger closed")

@@ -1,0 +1,102 @@
+"""ONNX Runtime backend: the bundle's ``actor.onnx`` (target ``onnx``) in an InferenceSession.
+
+Input ``obs`` (batch, obs_dim) float32, output ``action`` (batch, act_dim) float32; the batch
+dimension is dynamic. Providers: CUDA first when this onnxruntime build has it, then CPU.
+Threads are set on purpose: one decision is a few small matrix products, where ONNX Runtime's
+intra-op thread pool costs more in wake-ups than it saves, and the HTTP server already runs
+requests on several threads; so the default is one intra-op thread and sequential execution.
+``InferenceSession.run`` is thread-safe, so one session serves every server thread.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional, Sequence
+
+import numpy as np
+
+from . import BackendError, BackendUnavailable, check_obs
+
+if TYPE_CHECKING:
+    from ..bundle import PolicyBundle
+
+__all__ = ["OnnxBackend", "ONNX_TARGET"]
+
+ONNX_TARGET = "onnx"
+
+
+class OnnxBackend:
+    """An ONNX Runtime session behind the backend protocol.
+
+    :param session: an ``onnxruntime.InferenceSession`` over the actor graph
+    :param obs_dim: observation size the graph reads
+    :param act_dim: action size it writes
+    """
+
+    name = "onnx"
+    precision = "float"
+    thread_safe = True
+
+    def __init__(self, session: object, obs_dim: int, act_dim: int) -> None:
+        self._session = session
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self._input = session.get_inputs()[0].name  # type: ignore[attr-defined]
+        self._outputs = [session.get_outputs()[0].name]  # type: ignore[attr-defined]
+        self.providers: list[str] = list(session.get_providers())  # type: ignore[attr-defined]
+        self.energy_per_decision_j: Optional[float] = None
+
+    @classmethod
+    def load(cls, bundle: "PolicyBundle", precision: str = "float", intra_op_threads: int = 1,
+             providers: Sequence[str] | None = None) -> "OnnxBackend":
+        """Open the bundle's ONNX actor.
+
+        :param precision: only "float"
+        :param intra_op_threads: ONNX Runtime intra-op threads (1: see the module docstring)
+        :param providers: execution providers in order; default CUDA (if built in) then CPU
+        :raises BackendError: no ``onnx`` target, a graph whose input or output shape does not
+            match the bundle, a file that changed since the bundle was verified
+        """
+        if precision != "float":
+            raise BackendError(f"precision: backend 'onnx' runs float, not {precision!r}")
+        try:
+            import onnxruntime as ort
+        except ModuleNotFoundError as e:
+            raise BackendUnavailable("backend 'onnx': cannot import 'onnxruntime' (pip install onnxruntime)") from e
+        path = bundle.file(ONNX_TARGET)
+        data = path.read_bytes()
+        bundle.verify_bytes(ONNX_TARGET, data)  # the bytes we run are the bytes the manifest pins
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(intra_op_threads)
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if providers is None:
+            available = ort.get_available_providers()
+            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        try:
+            session = ort.InferenceSession(data, sess_options=opts, providers=list(providers))
+        except Exception as e:  # onnxruntime raises its own exception types for bad graphs
+            raise BackendError(f"{path}: ONNX Runtime cannot load the graph: {e}") from None
+        spec = bundle.spec
+        _check_io(session, path, spec.obs_dim, spec.act_dim)
+        return cls(session, spec.obs_dim, spec.act_dim)
+
+    def decide(self, obs: np.ndarray) -> np.ndarray:
+        """``obs``: (n, obs_dim) float32 -> action (n, act_dim) float32 in [-1, 1]."""
+        obs = check_obs(obs, self.obs_dim)
+        return self._session.run(self._outputs, {self._input: obs})[0]  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        """Drop the session (ONNX Runtime frees it with the last reference)."""
+        self._session = None
+
+
+def _check_io(session: object, path: object, obs_dim: int, act_dim: int) -> None:
+    """The graph reads (batch, obs_dim) float32 and writes (batch, act_dim) float32."""
+    ins, outs = session.get_inputs(), session.get_outputs()  # type: ignore[attr-defined]
+    if len(ins) != 1:
+        raise BackendError(f"{path}: the graph has {len(ins)} inputs, the runtime feeds one ('obs')")
+    for what, arg, dim in (("input", ins[0], obs_dim), ("output", outs[0], act_dim)):
+        shape = arg.shape
+        if arg.type != "tensor(float)" or len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != dim):
+            raise BackendError(f"{path}: {what} {arg.name!r} is {arg.type} {shape}, the bundle needs "
+                               f"tensor(float) [batch, {dim}]")

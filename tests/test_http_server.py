@@ -1,0 +1,395 @@
+"""The HTTP server, on a real socket on 127.0.0.1: routes, validation, metrics, concurrency.
+
+:func:`running_server` and :class:`Client` are shared with test_ledger_durability.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pytest
+
+from aolo.hw_profiles import LLMServerProfile, RadioProfile, load_profile
+from aolo.runtime.actor_spec import ActorSpec, Linear, Tanh
+from aolo.runtime.backends import make_backend
+from aolo.runtime.bundle import PolicyBundle
+from aolo.runtime.grid import load_grid
+from aolo.runtime.ledger import Ledger
+from aolo.runtime.policy_io import OBS_DIM, OBS_FIELDS
+from aolo.runtime.server import AoloHTTPServer, MetricsRegistry, ServerSettings, make_server
+from aolo.runtime.service import PolicyService
+
+from test_bundle import make_bundle, random_ann_spec
+
+SERVER = load_profile("llama2-13b-a100", LLMServerProfile)
+RADIO = load_profile("macro", RadioProfile)
+GRID = load_grid("US-TEX-ERCO")
+
+
+# ---------------------------------------------------------------------------------------------
+# shared helpers
+# ---------------------------------------------------------------------------------------------
+
+
+class Client:
+    """A keep-alive JSON client (stdlib http.client) for one server."""
+
+    def __init__(self, port: int, timeout_s: float = 10.0) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+
+    def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, Any, http.client.HTTPResponse]:
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        self.conn.request(method, path, body=data, headers={"Content-Type": "application/json", **(headers or {})})
+        resp = self.conn.getresponse()
+        payload = resp.read()
+        ctype = resp.getheader("Content-Type", "")
+        return resp.status, (json.loads(payload) if ctype.startswith("application/json") else payload.decode()), resp
+
+    def post(self, path: str, body: Any) -> tuple[int, Any]:
+        status, data, _ = self.request("POST", path, body)
+        return status, data
+
+    def get(self, path: str) -> tuple[int, Any]:
+        status, data, _ = self.request("GET", path)
+        return status, data
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def telemetry(request_id: str = "r1", **kw: Any) -> dict[str, Any]:
+    body = {"request_id": request_id, "timestamp_utc": "2024-06-01T18:05:00Z", "task_class": "math",
+            "prompt_tokens": 64, "deadline_s": 12.0, "gain_db": -105.0, "active_sessions": 6}
+    body.update(kw)
+    return body
+
+
+def outcome(request_id: str = "r1", **kw: Any) -> dict[str, Any]:
+    body = {"request_id": request_id, "output_tokens": 180, "airtime_s": 0.02, "harq_tries": 1, "outage": False}
+    body.update(kw)
+    return body
+
+
+@contextlib.contextmanager
+def running_server(bundle_path: Path, ledger_path: Path, backend: str = "reference",
+                   settings: ServerSettings | None = None) -> Iterator[AoloHTTPServer]:
+    """A real server on an ephemeral loopback port, serving in a background thread."""
+    bundle = PolicyBundle.load(bundle_path)
+    service = PolicyService(bundle, make_backend(backend, bundle), Ledger(ledger_path), SERVER, RADIO, GRID)
+    server = make_server(service, settings or ServerSettings(port=0))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        thread.join(10)
+        server.close_all()
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bundle_path(tmp_path_factory) -> Path:
+    return make_bundle(tmp_path_factory.mktemp("bundle"), random_ann_spec(seed=8))
+
+
+@pytest.fixture()
+def server(bundle_path, tmp_path) -> Iterator[AoloHTTPServer]:
+    with running_server(bundle_path, tmp_path / "ledger.db", settings=ServerSettings(port=0, max_batch=64)) as s:
+        yield s
+
+
+@pytest.fixture()
+def client(server) -> Iterator[Client]:
+    c = Client(server.port)
+    yield c
+    c.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# valid calls
+# ---------------------------------------------------------------------------------------------
+
+
+def test_decide_answers_one_request_with_a_level_and_a_power(client):
+    status, d = client.post("/v1/decide", telemetry())
+    assert status == 200
+    assert d["request_id"] == "r1" and d["level"] in ("L0", "L1", "L2") and d["level"] == f"L{d['level_index']}"
+    assert 0.2 <= d["tx_power_w"] <= 20.0
+    assert (d["backend"], d["precision"], d["fallback"], d["actor_energy_j"], d["max_new_tokens"]) == (
+        "reference", "float", False, 0.0, None)
+
+
+def test_decide_answers_a_batch_in_order(client):
+    status, data = client.post("/v1/decide", {"requests": [telemetry(f"b{i}", gain_db=-70.0 - 4 * i)
+                                                          for i in range(10)]})
+    assert status == 200
+    assert [d["request_id"] for d in data["decisions"]] == [f"b{i}" for i in range(10)]
+
+
+def test_outcome_is_committed_and_returned_with_its_carbon(client, server):
+    client.post("/v1/decide", telemetry())
+    status, row = client.post("/v1/outcome", outcome(quality=1.0, quality_base=1.0))
+    assert status == 200
+    parts = ("inference_g", "radio_g", "actor_g", "embodied_gpu_g", "embodied_bs_g")
+    assert row["total_g"] == pytest.approx(sum(row[p] for p in parts)) and row["total_g"] > 0
+    assert server.app.service.ledger.get("r1").to_dict() == row
+
+
+def test_carbon_totals_cover_the_requested_time_range(client):
+    for i, ts in enumerate(["2024-06-01T10:00:00Z", "2024-06-01T11:00:00Z", "2024-06-01T12:00:00Z"]):
+        client.post("/v1/decide", telemetry(f"c{i}", timestamp_utc=ts))
+        client.post("/v1/outcome", outcome(f"c{i}"))
+    status, everything = client.get("/v1/carbon")
+    assert status == 200 and everything["count"] == 3
+    status, part = client.get("/v1/carbon?from=2024-06-01T10:30:00Z&to=2024-06-01T12:00:00%2B00:00")
+    assert status == 200 and part["count"] == 1  # [from, to): only 11:00
+    assert part["from_utc"] == "2024-06-01T10:30:00.000000Z"
+    assert part["total_g"] == pytest.approx(part["sum"]["total_g"])
+    assert sum(part["breakdown_g"].values()) == pytest.approx(part["total_g"])
+    assert sum(part["share_frac"].values()) == pytest.approx(1.0)
+    # an unencoded '+' in the offset arrives as a space and still parses
+    assert client.get("/v1/carbon?to=2024-06-01T11:30:00+00:00")[1]["count"] == 2
+
+
+def test_healthz_reports_backend_and_bundle(client, server):
+    status, h = client.get("/healthz")
+    assert status == 200
+    assert (h["status"], h["backend"], h["bundle_sha256"]) == ("ok", "reference", server.app.service.bundle.sha256)
+
+
+def test_metrics_are_prometheus_text_with_the_service_series(client):
+    client.post("/v1/decide", telemetry())
+    client.post("/v1/outcome", outcome())
+    client.get("/nope")
+    status, text, resp = client.request("GET", "/metrics")
+    assert status == 200 and resp.getheader("Content-Type").startswith("text/plain; version=0.0.4")
+    lines = text.splitlines()
+    assert 'aolo_decisions_total{backend="reference",precision="float"} 1.0' in lines
+    assert "# TYPE aolo_decision_latency_seconds histogram" in lines
+    assert 'aolo_decision_latency_seconds_bucket{le="+Inf"} 1' in lines
+    assert "aolo_decision_latency_seconds_count 1" in lines
+    assert "aolo_fallbacks_total 0.0" in lines
+    assert any(line.startswith("aolo_carbon_grams_total ") and float(line.split()[1]) > 0 for line in lines)
+    assert "aolo_actor_energy_joules_total 0.0" in lines
+    assert 'aolo_http_requests_total{path="/v1/decide",code="200"} 1.0' in lines
+    assert 'aolo_http_requests_total{path="other",code="404"} 1.0' in lines
+    for line in lines:  # every sample line is "name{labels} value"
+        if not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            assert name.startswith("aolo_") and float(value) >= 0
+
+
+def test_two_servers_in_one_process_keep_their_own_metrics(bundle_path, tmp_path):
+    with running_server(bundle_path, tmp_path / "a.db") as a, running_server(bundle_path, tmp_path / "b.db") as b:
+        Client(a.port).post("/v1/decide", telemetry())
+        assert a.app.metrics.decisions.value(backend="reference", precision="float") == 1
+        assert b.app.metrics.decisions.value(backend="reference", precision="float") == 0
+        assert isinstance(a.app.registry, MetricsRegistry) and a.app.registry is not b.app.registry
+
+
+def test_onnx_backend_serves_over_http(tmp_path):
+    pytest.importorskip("onnx")
+    path = make_bundle(tmp_path, random_ann_spec(seed=8), with_onnx=True)
+    with running_server(path, tmp_path / "l.db", backend="onnx") as s:
+        status, d = Client(s.port).post("/v1/decide", telemetry())
+    assert status == 200 and d["backend"] == "onnx"
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input: 4xx with {"error", "field"}
+# ---------------------------------------------------------------------------------------------
+
+BAD_DECIDE = [
+    ("missing field", {k: v for k, v in telemetry().items() if k != "gain_db"}, 422, "gain_db"),
+    ("wrong type", telemetry(prompt_tokens="many"), 422, "prompt_tokens"),
+    ("float for an int", telemetry(prompt_tokens=64.5), 422, "prompt_tokens"),
+    ("bool for a number", telemetry(deadline_s=True), 422, "deadline_s"),
+    ("out of range", telemetry(deadline_s=-1.0), 422, "deadline_s"),
+    ("zero prompt", telemetry(prompt_tokens=0), 422, "prompt_tokens"),
+    ("negative sessions", telemetry(active_sessions=-2), 422, "active_sessions"),
+    ("ci_norm above 1", telemetry(ci_norm=1.5), 422, "ci_norm"),
+    ("unknown class", telemetry(task_class="poetry"), 422, "task_class"),
+    ("unknown field", telemetry(gain_dB=-100.0), 422, "gain_dB"),
+    ("no utc offset", telemetry(timestamp_utc="2024-06-01T18:05:00"), 422, "timestamp_utc"),
+    ("not a time", telemetry(timestamp_utc="yesterday"), 422, "timestamp_utc"),
+    ("empty request_id", telemetry(request_id=""), 422, "request_id"),
+    ("not an object", [1, 2], 422, "(root)"),
+    ("empty batch", {"requests": []}, 422, "requests"),
+    ("batch over the limit", {"requests": [telemetry(f"x{i}") for i in range(65)]}, 422, "requests"),
+    ("bad item in a batch", {"requests": [telemetry("a"), telemetry("b", gain_db="loud")]}, 422,
+     "requests[1].gain_db"),
+    ("extra key beside a batch", {"requests": [telemetry()], "mode": "fast"}, 422, "mode"),
+]
+
+
+@pytest.mark.parametrize("case,body,status,field", BAD_DECIDE, ids=[c[0] for c in BAD_DECIDE])
+def test_bad_decide_body_is_refused_naming_the_field(client, case, body, status, field):
+    got, data = client.post("/v1/decide", body)
+    assert (got, data["field"]) == (status, field), data
+    assert data["error"].startswith(field)
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("field", ["gain_db", "deadline_s", "ci_g_per_kwh"])
+def test_nan_and_infinity_are_refused_naming_the_field(client, literal, field):
+    raw = json.dumps(telemetry(**{field: float(literal)}))  # Python writes the NaN / Infinity literals
+    assert literal in raw
+    status, data, _ = client.request("POST", "/v1/decide", raw=raw.encode())
+    assert (status, data["field"]) == (422, field), data
+    assert "finite" in data["error"]
+
+
+def test_nan_in_an_outcome_is_refused_naming_the_field(client):
+    client.post("/v1/decide", telemetry())
+    raw = json.dumps(outcome()).replace('"airtime_s": 0.02', '"airtime_s": NaN')
+    status, data, _ = client.request("POST", "/v1/outcome", raw=raw.encode())
+    assert (status, data["field"]) == (422, "airtime_s")
+
+
+@pytest.mark.parametrize("raw", [b'{"request_id": "r1",', b"\xff\xfe", b"", b"[" * 100000])
+def test_unreadable_json_is_a_400(client, raw):
+    status, data, _ = client.request("POST", "/v1/decide", raw=raw)
+    assert status == 400 and data["error"].startswith("body:"), data
+
+
+def test_outcome_for_an_unknown_request_id_is_a_404_naming_it(client):
+    status, data = client.post("/v1/outcome", outcome("never-decided"))
+    assert (status, data["field"]) == (404, "request_id")
+    assert "never-decided" in data["error"]
+
+
+def test_outcome_with_a_bad_field_is_refused_naming_it(client):
+    client.post("/v1/decide", telemetry())
+    for body, field in [(outcome(harq_tries=-1), "harq_tries"), (outcome(outage="no"), "outage"),
+                        (outcome(quality=0.5), "quality_base"), ({"request_id": "r1"}, "output_tokens")]:
+        status, data = client.post("/v1/outcome", body)
+        assert (status, data["field"]) == (422, field), data
+
+
+def test_deciding_a_pending_request_id_again_is_a_409(client):
+    client.post("/v1/decide", telemetry("twice"))
+    status, data = client.post("/v1/decide", telemetry("twice"))
+    assert (status, data["field"]) == (409, "request_id")
+
+
+def test_body_over_the_limit_is_a_413_and_the_server_keeps_serving(bundle_path, tmp_path):
+    with running_server(bundle_path, tmp_path / "l.db", settings=ServerSettings(port=0, max_body_bytes=1024)) as s:
+        big = Client(s.port)
+        status, data, resp = big.request("POST", "/v1/decide", raw=b" " * 2048)
+        assert (status, data["field"]) == (413, "body") and resp.getheader("Connection") == "close"
+        assert Client(s.port).post("/v1/decide", telemetry())[0] == 200
+
+
+def test_default_body_limit_is_one_mebibyte(client):
+    status, data, _ = client.request("POST", "/v1/decide", raw=b"{" + b" " * (1 << 20) + b"}")
+    assert status == 413
+
+
+def test_unknown_path_is_a_404(client):
+    status, data = client.get("/v2/decide")
+    assert status == 404 and data["field"] is None
+
+
+@pytest.mark.parametrize("method,path", [("GET", "/v1/decide"), ("POST", "/metrics"), ("DELETE", "/v1/outcome")])
+def test_wrong_method_is_a_405_with_allow(client, method, path):
+    status, data, resp = client.request(method, path, body={} if method != "GET" else None)
+    assert status == 405 and resp.getheader("Allow") in ("GET", "POST")
+
+
+def test_post_without_content_length_is_a_411(server):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    conn.putrequest("POST", "/v1/decide")
+    conn.putheader("Transfer-Encoding", "chunked")
+    conn.endheaders()
+    conn.send(b"0\r\n\r\n")
+    resp = conn.getresponse()
+    assert resp.status == 411 and json.loads(resp.read())["field"] == "Content-Length"
+
+
+@pytest.mark.parametrize("query,field", [("from=last-week", "from"), ("to=2024-06-01", "to"), ("zone=x", "zone"),
+                                         ("from=2024-06-02T00:00:00Z&to=2024-06-01T00:00:00Z", "to")])
+def test_bad_carbon_query_is_a_422_naming_the_parameter(client, query, field):
+    status, data = client.get(f"/v1/carbon?{query}")
+    assert (status, data["field"]) == (422, field), data
+
+
+# ---------------------------------------------------------------------------------------------
+# failure and load
+# ---------------------------------------------------------------------------------------------
+
+
+def _nan_on_long_prompts_spec() -> ActorSpec:
+    """A real actor that overflows to inf - inf = NaN when prompt_tokens_scaled and deadline_scaled
+    are both large (a 1024-token prompt, a 60 s deadline), and is fine otherwise."""
+    names = [n for n, _ in OBS_FIELDS]
+    w = np.zeros((2, OBS_DIM), np.float32)
+    w[0, names.index("prompt_tokens_scaled")] = 3e38  # x 4.0 overflows float32 to +inf
+    w[0, names.index("deadline_scaled")] = -3e38  # x 2.0 overflows to -inf
+    w[1, names.index("gain_db_scaled")] = 0.1
+    return ActorSpec(kind="ann", obs_dim=OBS_DIM, act_dim=2, nodes=[Linear(w, np.zeros(2, np.float32)), Tanh()])
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+def test_backend_failure_falls_back_to_the_safe_policy_and_is_counted_in_metrics(tmp_path):
+    path = make_bundle(tmp_path, _nan_on_long_prompts_spec())
+    with running_server(path, tmp_path / "l.db") as s:
+        c = Client(s.port)
+        status, ok = c.post("/v1/decide", telemetry("fine", prompt_tokens=64, deadline_s=12.0))
+        assert status == 200 and ok["fallback"] is False
+        status, bad = c.post("/v1/decide", telemetry("nan", prompt_tokens=1024, deadline_s=60.0))
+        assert status == 200
+        assert (bad["level"], bad["tx_power_w"], bad["fallback"]) == ("L0", 20.0, True)
+        assert c.post("/v1/outcome", outcome("nan"))[1]["fallback"] is True
+        text = c.request("GET", "/metrics")[1]
+    assert "aolo_fallbacks_total 1.0" in text.splitlines()
+    assert 'aolo_decisions_total{backend="reference",precision="float"} 2.0' in text.splitlines()
+
+
+def test_concurrent_clients_are_all_acknowledged_and_in_the_ledger(bundle_path, tmp_path):
+    n_threads, n_each = 8, 100
+    with running_server(bundle_path, tmp_path / "l.db") as s:
+        def work(t: int) -> list[str]:
+            c, acked = Client(s.port), []
+            for i in range(n_each):
+                rid = f"t{t}-{i}"
+                assert c.post("/v1/decide", telemetry(rid, gain_db=-60.0 - i % 60))[0] == 200
+                status, row = c.post("/v1/outcome", outcome(rid))
+                assert status == 200 and row["request_id"] == rid
+                acked.append(rid)
+            c.close()
+            return acked
+
+        with ThreadPoolExecutor(n_threads) as pool:
+            acked = [rid for ids in pool.map(work, range(n_threads)) for rid in ids]
+        ledger = s.app.service.ledger
+        assert len(acked) == n_threads * n_each == ledger.count()
+        assert all(ledger.get(rid) is not None for rid in acked[::37])
+        assert ledger.integrity_check() == "ok"
+        assert s.app.metrics.decisions.value(backend="reference", precision="float") == n_threads * n_each
+
+
+def test_serve_command_with_a_damaged_bundle_prints_one_line_naming_the_file_and_exits_2(tmp_path):
+    import subprocess
+    import sys
+
+    path = make_bundle(tmp_path, random_ann_spec())
+    (path / "actor_spec.json").write_text("{}")
+    r = subprocess.run([sys.executable, "-m", "aolo", "serve", str(path), "--backend", "reference", "--port", "0",
+                        "--ledger", str(tmp_path / "l.db")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path / 'actor_spec.json'}: size mismatch"), lines
+    assert not (tmp_path / "l.db").exists()
