@@ -20,13 +20,15 @@ from typing import Sequence
 import numpy as np
 
 from aolo.runtime.bundle import ActionSpec, PolicyBundle, write_bundle
-from aolo.runtime.energy import count_ops
+from aolo.runtime.energy import count_ops, op_counts_to_dict
 from aolo.runtime.fixed_point import load_fixed_point, quantize_actor, save_fixed_point
 
 from .parity import (ParityResult, check_actions, check_lava_fixed, check_lava_float, check_nir,
                      scenario_observations)
 
 TARGETS = ("onnx", "lava", "nir")
+N_BUNDLED_OBS = 1000
+"""Representative scenario observations shipped in the bundle (for aolo energy), (n, obs_dim) float32."""
 EXPORT_OBS_SEED = 424242
 """Seed of the observations export checks parity on (a verification seed, not an evaluation one)."""
 
@@ -125,13 +127,13 @@ def export_run(run_dir: str | Path, out: str | Path, targets: Sequence[str] = TA
             raise ValueError("parity failed: " + "; ".join(f"{p.target} vs {p.reference}: {p.criterion} "
                                                              f"(max |Δa| {p.max_abs_action_diff:.3g}, spikes "
                                                              f"{p.spike_agreement_frac})" for p in failed))
+        obs_path = tmp / "observations.npy"
+        np.save(obs_path, obs[:N_BUNDLED_OBS])
+        artefacts["observations"] = obs_path
         parity_path = tmp / "parity.json"
         parity_path.write_text(json.dumps([p.to_dict() for p in result.parity], indent=1))
         artefacts["parity"] = parity_path
-        counts = count_ops(spec, obs[:1000])
-        op_counts = {"kind": counts.kind, "timesteps": counts.timesteps, "pipeline_steps": counts.pipeline_steps,
-                     "synaptic_ops": counts.synaptic_ops, "neuron_updates": counts.neuron_updates, "macs": counts.macs,
-                     "layers": [vars(layer) for layer in counts.layers]}
+        op_counts = op_counts_to_dict(count_ops(spec, obs[:N_BUNDLED_OBS]))
         training = {"run_dir": str(Path(run_dir).resolve()), "algo": run.config.algo, "seed": run.config.seed,
                     "steps": int(run.state.get("num_timesteps", 0)), "scenario": scenario.to_dict()}
         write_bundle(out, spec, artefacts, algo=run.config.algo, action=ActionSpec.from_radio_profile(radio),

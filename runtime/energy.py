@@ -23,7 +23,7 @@ import numpy as np
 
 from aolo.hw_profiles import ActorHardwareProfile
 
-from .actor_spec import ActorSpec, CubaLIF, Linear, PopulationDecoder, PopulationEncoder
+from .actor_spec import ActorSpec, Linear, PopulationDecoder, PopulationEncoder
 
 
 @dataclass(frozen=True)
@@ -173,3 +173,91 @@ def price(counts: OpCounts, hw: ActorHardwareProfile, measured_latency_s: float 
     static_source = q["static_power"].source + ("; latency measured here" if measured else f"; latency: {latency_q.source}")
     terms.append(EnergyTerm("static", hw.si("static_power") * latency, static_source, q["static_power"].kind))
     return EnergyEstimate(hardware=hw.name, latency_s=latency, latency_measured=measured, terms=terms)
+
+
+# ---------------------------------------------------------------------------------------------
+# counts stored in a bundle, measured latency, energy counters
+# ---------------------------------------------------------------------------------------------
+def op_counts_to_dict(counts: OpCounts) -> dict:
+    """JSON-ready form of :class:`OpCounts` (the bundle manifest's ``op_counts``)."""
+    return {"kind": counts.kind, "timesteps": counts.timesteps, "pipeline_steps": counts.pipeline_steps,
+            "synaptic_ops": counts.synaptic_ops, "neuron_updates": counts.neuron_updates, "macs": counts.macs,
+            "spikes": counts.spikes, "layers": [vars(layer) for layer in counts.layers]}
+
+
+def op_counts_from_dict(d: dict) -> OpCounts:
+    """Inverse of :func:`op_counts_to_dict`."""
+    return OpCounts(kind=d["kind"], timesteps=int(d["timesteps"]), pipeline_steps=int(d["pipeline_steps"]),
+                    layers=[LayerOps(**layer) for layer in d["layers"]])
+
+
+def decision_latency_s(decide, obs: np.ndarray, repeats: int = 200) -> tuple[float, float]:
+    """Median and 99th-percentile wall time of single decisions, s.
+
+    :param decide: callable taking (1, obs_dim) float32
+    :param obs: (n, obs_dim) observations, cycled through
+    """
+    import time
+
+    for i in range(min(10, len(obs))):  # warm-up
+        decide(obs[i : i + 1])
+    times = np.empty(repeats)
+    for i in range(repeats):
+        row = obs[i % len(obs) : i % len(obs) + 1]
+        t0 = time.perf_counter()
+        decide(row)
+        times[i] = time.perf_counter() - t0
+    return float(np.median(times)), float(np.percentile(times, 99))
+
+
+RAPL_ROOT = "/sys/class/powercap"
+
+
+def energy_counters() -> dict[str, str]:
+    """Energy counters this machine exposes: name -> where; empty when there are none.
+
+    Looks for Intel RAPL package domains under /sys/class/powercap and NVIDIA GPUs through NVML
+    (``nvidia-smi``). aolo measures with them when present and never presents an estimate as a
+    measurement when absent.
+    """
+    import glob
+    import shutil
+    import subprocess
+
+    found: dict[str, str] = {}
+    for path in sorted(glob.glob(f"{RAPL_ROOT}/intel-rapl:*/energy_uj")):
+        try:
+            int(open(path).read())
+            found[f"rapl:{path.split('/')[-2]}"] = path
+        except (OSError, ValueError):
+            continue
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                                 text=True, timeout=10)
+            if out.returncode == 0 and out.stdout.strip():
+                found["nvml"] = out.stdout.strip().splitlines()[0]
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    return found
+
+
+def rapl_energy_per_decision_j(decide, obs: np.ndarray, path: str, seconds: float = 2.0) -> float:
+    """Measured package energy per decision from a RAPL counter, J (includes idle and other load)."""
+    import time
+
+    def read() -> int:
+        return int(open(path).read())
+
+    n, e0, t_end = 0, read(), time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        decide(obs[n % len(obs) : n % len(obs) + 1])
+        n += 1
+    e1 = read()
+    return (e1 - e0) * 1e-6 / max(n, 1) if e1 >= e0 else float("nan")  # counter wrapped: no figure
+
+
+def convention_energy_j(counts: OpCounts) -> float:
+    """The common SNN-paper figure (E_SNN = SynOps x 0.9 pJ, E_ANN = MACs x 4.6 pJ; Horowitz 2014,
+    45 nm). It ignores memory traffic and static power: report it only beside a fuller estimate."""
+    return counts.synaptic_ops * 0.9e-12 if counts.kind == "snn" else counts.macs * 4.6e-12

@@ -33,3 +33,10 @@ def test_plain_import_of_runtime_does_not_load_torch():
     r = _run("import aolo.runtime\nprint('torch' in sys.modules)\n")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "False"
+
+
+def test_cli_starts_without_torch():
+    """`aolo serve` runs at the base station: building the CLI must not need torch."""
+    r = _run("import aolo.cli\nprint('torch' in sys.modules)\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"

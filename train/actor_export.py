@@ -41,7 +41,6 @@ def _check_flat(actor: Actor) -> None:
 
 
 def _snn_nodes(net: PopSAN) -> list[Node]:
-    cfg = net.config
     # |std|: the encoder squares z = (obs - mean) / std, so the sign of std is immaterial and
     # (x / -s)^2 == (x / s)^2 bit for bit; the spec requires std > 0.
     nodes: list[Node] = [PopulationEncoder(mean=_np(net.encoder.mean), std=np.abs(_np(net.encoder.std)),

@@ -223,7 +223,7 @@ def _config_from_cli(values: dict) -> "object":
     import typing
     from dataclasses import fields
 
-    from .popsan import PopSANConfig
+    from .popsan_config import PopSANConfig
     from .training import TrainConfig
 
     def coerce(cls, name, value):
@@ -248,7 +248,7 @@ def register_training(app: typer.Typer) -> None:
     import typing
     from dataclasses import MISSING, fields
 
-    from .popsan import PopSANConfig
+    from .popsan_config import PopSANConfig
     from .training import TrainConfig, field_docs
 
     def train_cmd(**values) -> None:

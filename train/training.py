@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .popsan import PopSANConfig
+from .popsan_config import PopSANConfig
 
 __all__ = ["TrainConfig", "VALIDATION_SEEDS", "field_docs", "seed_everything", "train", "run_dir_name",
            "library_versions"]
@@ -88,6 +88,9 @@ class TrainConfig:
     quality_bonus: float = 0.0
     """Training-only Lagrangian term lambda * (q_i - (1 - xi CI_norm) q0_i) added to each reward: the
     per-request share of Sprout's average-quality constraint (0: off)."""
+    deficit_bonus: float = 0.0
+    """Training-only kappa: the bonus multiplier becomes quality_bonus + kappa * max(0, floor - Q_roll),
+    a Lagrange multiplier that rises while the quality floor is violated (0: constant)."""
     reward_scale: float = 1.0
     """Training-only factor on every reward."""
     eval_every_steps: int = 50_000
@@ -124,6 +127,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.gradient_steps must be >= 1 or -1, got {self.gradient_steps}")
         if not 0 < self.gamma <= 1 or not 0 < self.tau <= 1 or self.learning_rate <= 0 or self.reward_scale <= 0:
             raise ValueError("TrainConfig: gamma and tau in (0, 1], learning_rate and reward_scale > 0")
+        if self.quality_bonus < 0 or self.deficit_bonus < 0:
+            raise ValueError("TrainConfig: quality_bonus and deficit_bonus must be >= 0")
         if not self.eval_seeds:
             raise ValueError("TrainConfig.eval_seeds: give at least one validation seed")
         reserved = set(EVAL_SEEDS) | {CALIBRATION_SEED}
@@ -193,6 +198,19 @@ def run_dir_name(config: TrainConfig, when: datetime | None = None) -> str:
     """``<scenario>__<algo>__<seed>__<UTC timestamp>`` (CleanRL's run naming)."""
     stamp = (when or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%S")
     return f"{config.scenario}__{config.algo}__{config.seed}__{stamp}"
+
+
+def _new_run_dir(parent: Path, name: str) -> Path:
+    """Create ``parent/name``, or ``name_2``, ``name_3``… when runs start in the same second."""
+    parent.mkdir(parents=True, exist_ok=True)
+    for k in range(1, 1000):
+        path = parent / (name if k == 1 else f"{name}_{k}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise ValueError(f"{parent}: cannot create a run directory named {name}")
 
 
 def library_versions() -> dict[str, str]:
@@ -426,8 +444,7 @@ def train(config: TrainConfig, resume: str | Path | None = None, show_progress: 
         config = saved.with_(steps=config.steps, torch_threads=config.torch_threads)
         state = json.loads((run_dir / STATE_FILE).read_text())
     else:
-        run_dir = Path(config.out_dir) / run_dir_name(config)
-        run_dir.mkdir(parents=True, exist_ok=False)
+        run_dir = _new_run_dir(Path(config.out_dir), run_dir_name(config))
     _write_json(run_dir / CONFIG_FILE, config.to_dict())
     _write_json(run_dir / VERSIONS_FILE, library_versions())
     if show_progress:
@@ -441,7 +458,8 @@ def train(config: TrainConfig, resume: str | Path | None = None, show_progress: 
     scenario = get_scenario(config.scenario, quality_penalty=config.quality_penalty,
                             latency_penalty=config.latency_penalty)
     env = ServiceVecEnv(scenario, n_envs=config.n_envs, model=ServiceModel(scenario), seed=config.seed,
-                        quality_bonus=config.quality_bonus, reward_scale=config.reward_scale)
+                        quality_bonus=config.quality_bonus, deficit_bonus=config.deficit_bonus,
+                        reward_scale=config.reward_scale)
 
     # --- ALGO LOGIC: SAC with the PopSAN actor (sdrl) or the MLP actor (sac) ----------------------
     if resume is None:

@@ -1,0 +1,74 @@
+"""PopSAN's configuration, torch-free so that the CLI can build ``aolo train``'s options
+without importing torch (the network itself is in :mod:`aolo.train.popsan`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+ENCODER_VTH = 0.999
+"""Regular-spike threshold of the encoder (PopSAN ``ENCODER_REGULAR_VTH``)."""
+
+
+@dataclass(frozen=True)
+class PopSANConfig:
+    """Shape and neuron constants of a PopSAN actor.
+
+    The defaults are starting values for aolo's problem (observation of ~13 dims, 2 action dims),
+    to be measured later (return, spikes per decision, energy); decays and threshold are PopSAN's.
+    """
+
+    pop_per_obs_dim: int = 10
+    """Encoder neurons per observation dimension (PopSAN: 10)."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Sizes of the hidden CubaLIF layers (PopSAN: 256, 256, for MuJoCo's larger observations)."""
+    pop_per_act_dim: int = 10
+    """Output neurons per action dimension read by the decoder (PopSAN: 10)."""
+    timesteps: int = 5
+    """Simulation steps T per decision (PopSAN: 5)."""
+    alpha: float = 0.5
+    """Synaptic-current decay per step in [0, 1], fixed (PopSAN ``NEURON_CDECAY`` = 1/2)."""
+    beta: float = 0.75
+    """Membrane-voltage decay per step in [0, 1], fixed (PopSAN ``NEURON_VDECAY`` = 3/4)."""
+    threshold: float = 0.5
+    """Firing threshold of the CubaLIF neurons (PopSAN ``NEURON_VTH`` = 0.5)."""
+    encoder_mean_range: tuple[float, float] = (-3.0, 3.0)
+    """Initial receptive-field means, evenly spaced over this range per observation dim (PopSAN)."""
+    encoder_std_init: float = math.sqrt(0.15)
+    """Initial receptive-field width in observation units (PopSAN: sqrt(0.15))."""
+    surrogate: Literal["atan", "fast_sigmoid"] = "atan"
+    """snntorch surrogate gradient of the CubaLIF spikes; atan (alpha=2) is wide, like PopSAN's
+    rectangular window |v - vth| < 0.5."""
+
+    def __post_init__(self) -> None:
+        # JSON round trips (SB3 save) turn tuples into lists.
+        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
+        object.__setattr__(self, "encoder_mean_range", tuple(float(m) for m in self.encoder_mean_range))
+        for name in ("pop_per_obs_dim", "pop_per_act_dim", "timesteps"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"PopSANConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
+            raise ValueError(f"PopSANConfig.hidden_sizes must be non-empty positive sizes, got {self.hidden_sizes}")
+        for name in ("alpha", "beta"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"PopSANConfig.{name} is a decay in [0, 1], got {getattr(self, name)}")
+        if self.threshold <= 0 or self.encoder_std_init <= 0:
+            raise ValueError("PopSANConfig.threshold and encoder_std_init must be > 0")
+        if self.surrogate not in ("atan", "fast_sigmoid"):
+            raise ValueError(f"PopSANConfig.surrogate must be 'atan' or 'fast_sigmoid', got {self.surrogate!r}")
+
+    @classmethod
+    def coerce(cls, value: "PopSANConfig | dict[str, Any] | None") -> "PopSANConfig":
+        """A config from a config, a plain dict (as saved by SB3) or None (defaults)."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            return cls(**value)
+        raise ValueError(f"PopSANConfig: expected a PopSANConfig, dict or None, got {type(value).__name__}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values only, so a saved policy reloads without pickled code."""
+        return asdict(self)
