@@ -261,3 +261,19 @@ def convention_energy_j(counts: OpCounts) -> float:
     """The common SNN-paper figure (E_SNN = SynOps x 0.9 pJ, E_ANN = MACs x 4.6 pJ; Horowitz 2014,
     45 nm). It ignores memory traffic and static power: report it only beside a fuller estimate."""
     return counts.synaptic_ops * 0.9e-12 if counts.kind == "snn" else counts.macs * 4.6e-12
+
+
+DEFAULT_ACTOR_HARDWARE = {"lava": "loihi2", "onnx": "server-cpu", "reference": "server-cpu"}
+"""The hardware a backend stands for when the ledger charges actor energy: Lava simulates Loihi 2;
+ONNX Runtime and the numpy reference run on the base station's CPU."""
+
+
+def bundle_decision_energy(op_counts: dict, hardware: str, measured_latency_s: float | None = None) -> EnergyEstimate:
+    """Energy of one decision of a bundle's actor (its manifest ``op_counts``) on ``hardware``.
+
+    :param op_counts: the manifest's op counts (:func:`op_counts_to_dict`)
+    :param hardware: an actor-hardware profile name or TOML path
+    """
+    from aolo.hw_profiles import load_profile
+
+    return price(op_counts_from_dict(op_counts), load_profile(hardware, ActorHardwareProfile), measured_latency_s)

@@ -79,6 +79,7 @@ def _learned_policy(run_dir: str):
 
 def register(app: typer.Typer) -> None:
     register_training(app)
+    register_replay(app)
 
     @app.command("evaluate")
     def evaluate(
@@ -439,3 +440,67 @@ def plot_learning_curves(groups: dict, model, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def register_replay(app: typer.Typer) -> None:
+    """``aolo replay``: a day through the full runtime, reported from its ledger."""
+
+    @app.command("replay")
+    def replay_cmd(
+        bundle: Path = typer.Argument(..., help="a policy bundle (aolo export)"),
+        scenario: str = typer.Option("default", "--scenario", help="scenario preset: default, tiny, sprout-repro"),
+        grid: Optional[str] = typer.Option(None, "--grid", help="grid zone or Electricity Maps CSV"),
+        requests_csv: Optional[Path] = typer.Option(None, "--requests", help="Sprout requests.csv for trace replay"),
+        judgements_csv: Optional[Path] = typer.Option(None, "--judgements", help="Sprout judgements.csv"),
+        backend: str = typer.Option("onnx", "--backend", help="onnx, lava or reference"),
+        precision: str = typer.Option("float", "--precision", help="float, or fixed (lava)"),
+        actor_hardware: Optional[str] = typer.Option(None, "--actor-hardware",
+                                                     help="hardware charged for actor energy [default: lava -> loihi2, "
+                                                          "onnx/reference -> server-cpu]"),
+        seed: int = typer.Option(EVAL_SEEDS[0], "--seed", help="seed of the replayed day(s)"),
+        n_bs: int = typer.Option(1, "--n-bs", min=1, help="base stations"),
+        days: int = typer.Option(1, "--days", min=1, help="days per base station"),
+        ledger: Path = typer.Option(Path("replay.db"), "--ledger", help="SQLite ledger to create"),
+    ) -> None:
+        """Push a day of requests through the runtime (decide, simulated serving, record) and print
+        the carbon report from the ledger beside `aolo evaluate`'s figures for the same policy and seed.
+
+        Example: aolo replay bundles/sdrl --backend lava --ledger sdrl_lava.db
+        """
+        from aolo.runtime.backends import BackendError
+        from aolo.runtime.bundle import BundleError
+
+        from .replay import replay
+        from .scenario import get_scenario
+
+        try:
+            sc = get_scenario(scenario, grid=grid, requests_csv=str(requests_csv) if requests_csv else None,
+                              judgements_csv=str(judgements_csv) if judgements_csv else None)
+            with progress() as bar:
+                result = replay(bundle, sc, seed, ledger, backend=backend, precision=precision,
+                                actor_hardware=actor_hardware, n_bs=n_bs, days=days, progress=bar)
+        except (BundleError, BackendError, ValueError, OSError) as e:
+            _fail(str(e))
+        console().print(replay_table(result))
+
+
+def replay_table(result):
+    """The ledger's carbon report beside the evaluation of the same policy on the same seed."""
+    from rich.table import Table
+
+    from .evaluate import COMPONENTS
+
+    totals = result.ledger_totals
+    ev = result.evaluation.per_seed[0]
+    n = totals["count"]
+    table = Table(title=f"replay through the runtime ({result.backend}/{result.precision}, actor energy charged for "
+                        f"{result.actor_hardware}: {result.actor_energy_j:.3g} J/decision), ledger {result.ledger_path}")
+    for col in ("component", "ledger total (g)", "ledger per request (g)", "evaluate total (g)", "rel. difference"):
+        table.add_column(col, justify="left" if col == "component" else "right")
+    for c in COMPONENTS + ("total_g",):
+        a, b = totals["sum"][c], ev.carbon_sum_g[c]
+        table.add_row(c, f"{a:.6g}", f"{a / max(n, 1):.6g}", f"{b:.6g}", f"{abs(a - b) / max(abs(b), 1e-300):.1e}")
+    levels = ", ".join(f"{k} {v}" for k, v in totals.get("by_level", {}).items())
+    table.caption = (f"{n} requests in the ledger ({ev.n_requests} evaluated); levels {levels}; "
+                     f"fallbacks {result.fallbacks}; outages {int(totals.get('outages', 0))}")
+    return table

@@ -27,7 +27,7 @@ from .scenario import ScenarioConfig
 from .workload import DiurnalWorkload, PaiTraceWorkload, sample_arrivals, sample_classes
 
 # per-request fields an episode stores, from the Episode and from its RequestBatch
-STREAM_FIELDS_EPISODE = ("hour_index", "gain_db", "fading_power", "active_sessions")
+STREAM_FIELDS_EPISODE = ("hour_index", "arrival_s", "gain_db", "fading_power", "active_sessions")
 STREAM_FIELDS_REQUEST = ("task_class", "prompt_tokens", "deadline_s", "output_tokens", "inference_energy_j",
                          "inference_latency_s", "preferred_level")
 N_LEVELS = len(LEVELS)
@@ -43,6 +43,7 @@ class RequestContext:
 
     hour_index: np.ndarray
     hour_of_day: np.ndarray
+    arrival_s: np.ndarray  # since the episode's first hour
     ci_g_per_kwh: np.ndarray
     ci_norm: np.ndarray
     task_class: np.ndarray
@@ -283,7 +284,7 @@ class BatchSimulator:
         q0_roll = np.where(self._n > 0, self._q0.sum(axis=1) / np.minimum(n, w), 1.0)
         floor = (1.0 - m.scenario.quality_tolerance_xi * ci_norm) * q0_roll
         return RequestContext(
-            hour_index=g["hour_index"], hour_of_day=(g["hour_index"] + m.start_hour_of_day) % 24,
+            hour_index=g["hour_index"], hour_of_day=(g["hour_index"] + m.start_hour_of_day) % 24, arrival_s=g["arrival_s"],
             ci_g_per_kwh=ci, ci_norm=ci_norm, task_class=g["task_class"], prompt_tokens=g["prompt_tokens"],
             deadline_s=g["deadline_s"], gain_db=g["gain_db"], active_sessions=g["active_sessions"],
             quality_roll=q_roll, quality_base_roll=q0_roll, floor=floor,
