@@ -239,6 +239,9 @@ def _register_serve(app: typer.Typer) -> None:
         server: str = typer.Option("llama2-13b-a100", "--server", help="LLM server profile"),
         grid: str = typer.Option("US-TEX-ERCO", "--grid", help="grid zone (embedded) or Electricity Maps CSV"),
         max_body_bytes: int = typer.Option(1 << 20, "--max-body-bytes", min=1, help="largest request body, bytes"),
+        actor_hardware: Optional[str] = typer.Option(
+            None, "--actor-hardware", help="hardware the ledger charges the actor's energy for "
+                                           "[default: lava -> loihi2, onnx/reference -> server-cpu]"),
         verbose: bool = typer.Option(False, "--verbose", help="log every request; tracebacks on errors"),
     ) -> None:
         """Serve a policy bundle over HTTP: POST /v1/decide, /v1/outcome; GET /v1/carbon, /healthz, /metrics.
@@ -254,6 +257,7 @@ def _register_serve(app: typer.Typer) -> None:
 
         from .backends import BackendError, make_backend
         from .bundle import BundleError, PolicyBundle
+        from .energy import charge_actor_energy
         from .grid import load_grid
         from .ledger import Ledger, LedgerError
         from .server import ServerSettings, make_server, run_until_signalled
@@ -270,6 +274,7 @@ def _register_serve(app: typer.Typer) -> None:
             settings = ServerSettings(host=host, port=port, max_body_bytes=max_body_bytes)
             be = make_backend(backend, pol, precision=precision.value)
             opened.append(be)
+            hardware = charge_actor_energy(be, pol, actor_hardware)
             led = Ledger(ledger)
             opened.append(led)
             service = PolicyService(pol, be, led, srv, rad, trace)
@@ -284,7 +289,9 @@ def _register_serve(app: typer.Typer) -> None:
 
         def ready(s) -> None:  # one line on stdout, flushed: scripts and tests read the port from it
             typer.echo(f"aolo serve: listening on http://{host}:{s.port} (backend {be.name}/{be.precision}, "
-                       f"bundle {pol.sha256[:12]}, ledger {ledger})")
+                       f"bundle {pol.sha256[:12]}, ledger {ledger}, " +
+                       (f"actor energy {be.energy_per_decision_j:.3g} J per decision on {hardware}, an estimate)"
+                        if hardware else "actor energy unknown: the bundle has no op counts)"))
             import sys
             sys.stdout.flush()
 

@@ -268,12 +268,27 @@ DEFAULT_ACTOR_HARDWARE = {"lava": "loihi2", "onnx": "server-cpu", "reference": "
 ONNX Runtime and the numpy reference run on the base station's CPU."""
 
 
-def bundle_decision_energy(op_counts: dict, hardware: str, measured_latency_s: float | None = None) -> EnergyEstimate:
-    """Energy of one decision of a bundle's actor (its manifest ``op_counts``) on ``hardware``.
+def bundle_op_counts(bundle) -> OpCounts | None:
+    """A bundle's op counts: the manifest's, else counted on its bundled observations, else (for an
+    ANN, whose MACs need no observations) on a zero observation; None when none can be had."""
+    if bundle.manifest.op_counts.get("kind") in ("snn", "ann"):
+        return op_counts_from_dict(bundle.manifest.op_counts)
+    if "observations" in bundle.targets:
+        return count_ops(bundle.spec, np.load(bundle.file("observations")))
+    if bundle.spec.kind == "ann":
+        return count_ops(bundle.spec, np.zeros((1, bundle.spec.obs_dim), np.float32))
+    return None
 
-    :param op_counts: the manifest's op counts (:func:`op_counts_to_dict`)
-    :param hardware: an actor-hardware profile name or TOML path
-    """
+
+def charge_actor_energy(backend, bundle, hardware: str | None = None) -> str | None:
+    """Set ``backend.energy_per_decision_j`` from the bundle's op counts priced on ``hardware``
+    (default by backend: DEFAULT_ACTOR_HARDWARE); returns the hardware used, or None (and leaves
+    the energy unknown) when the bundle gives no op counts."""
     from aolo.hw_profiles import load_profile
 
-    return price(op_counts_from_dict(op_counts), load_profile(hardware, ActorHardwareProfile), measured_latency_s)
+    counts = bundle_op_counts(bundle)
+    if counts is None:
+        return None
+    hardware = hardware or DEFAULT_ACTOR_HARDWARE.get(backend.name, "server-cpu")
+    backend.energy_per_decision_j = price(counts, load_profile(hardware, ActorHardwareProfile)).energy_j
+    return hardware

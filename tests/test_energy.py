@@ -82,3 +82,26 @@ def test_an_ann_cannot_run_on_a_neuromorphic_chip():
     assert not applicable(c, loihi)
     with pytest.raises(ValueError, match="cannot run an ANN"):
         price(c, loihi)
+
+
+def test_backend_is_charged_the_priced_energy_of_its_bundle(tmp_path):
+    from aolo.hw_profiles import RadioProfile
+    from aolo.runtime.backends import make_backend
+    from aolo.runtime.bundle import ActionSpec, PolicyBundle, write_bundle
+    from aolo.runtime.energy import charge_actor_energy, op_counts_to_dict
+    from test_nir_export import random_snn
+
+    spec = random_snn(seed=1, obs_dim=15, pop=3, hidden=(8,), act_dim=2, pop_out=3)
+    action = ActionSpec.from_radio_profile(load_profile("macro", RadioProfile))
+    obs = np.random.default_rng(0).uniform(0, 1, (50, 15)).astype(np.float32)
+    with_counts = PolicyBundle.load(write_bundle(tmp_path / "a", spec, {}, algo="sdrl", action=action,
+                                                 op_counts=op_counts_to_dict(count_ops(spec, obs))))
+    backend = make_backend("reference", with_counts)
+    assert charge_actor_energy(backend, with_counts) == "server-cpu"
+    cpu = load_profile("server-cpu", ActorHardwareProfile)
+    assert backend.energy_per_decision_j == pytest.approx(price(count_ops(spec, obs), cpu).energy_j)
+    assert charge_actor_energy(backend, with_counts, "loihi2") == "loihi2"
+    assert backend.energy_per_decision_j < price(count_ops(spec, obs), cpu).energy_j
+    without = PolicyBundle.load(write_bundle(tmp_path / "b", spec, {}, algo="sdrl", action=action))
+    fresh = make_backend("reference", without)
+    assert charge_actor_energy(fresh, without) is None and fresh.energy_per_decision_j is None

@@ -48,17 +48,18 @@ def replay(bundle_path: str | Path, scenario: ScenarioConfig, seed: int, ledger_
     """
     from aolo.runtime.backends import make_backend
     from aolo.runtime.bundle import PolicyBundle
-    from aolo.runtime.energy import DEFAULT_ACTOR_HARDWARE, bundle_decision_energy
+    from aolo.runtime.energy import charge_actor_energy
     from aolo.runtime.ledger import Ledger
     from aolo.runtime.service import Outcome, PolicyService, Telemetry
 
     bundle = PolicyBundle.load(bundle_path)
-    hardware = actor_hardware or DEFAULT_ACTOR_HARDWARE.get(backend, "server-cpu")
-    energy = bundle_decision_energy(bundle.manifest.op_counts, hardware)
-    model = ServiceModel(scenario)
-    model.actor_energy_j = energy.energy_j
     be = make_backend(backend, bundle, precision)
-    be.energy_per_decision_j = energy.energy_j
+    hardware = charge_actor_energy(be, bundle, actor_hardware)
+    if hardware is None:
+        be.close()
+        raise ValueError(f"{bundle_path}: the bundle has no op counts, so its actor energy is unknown")
+    model = ServiceModel(scenario)
+    model.actor_energy_j = be.energy_per_decision_j
     ledger_path = Path(ledger_path)
     if ledger_path.exists():
         raise FileExistsError(f"{ledger_path}: the ledger exists already; replay writes a fresh one")
@@ -113,7 +114,8 @@ def replay(bundle_path: str | Path, scenario: ScenarioConfig, seed: int, ledger_
     finally:
         reference.close()
     return ReplayResult(ledger_path=ledger_path, ledger_totals=totals, evaluation=evaluation, backend=backend,
-                        precision=precision, actor_hardware=hardware, actor_energy_j=energy.energy_j, fallbacks=fallbacks)
+                        precision=precision, actor_hardware=hardware, actor_energy_j=model.actor_energy_j,
+                        fallbacks=fallbacks)
 
 
 def level_counts(totals: dict) -> dict[str, int]:
