@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 def register(app: typer.Typer) -> None:
     _register_carbon(app)
     _register_grid(app)
+    _register_energy(app)
     _register_serve(app)
 
 
@@ -297,3 +298,54 @@ def _register_serve(app: typer.Typer) -> None:
 
         run_until_signalled(httpd, on_ready=ready)
         typer.echo("aolo serve: stopped; backend and ledger closed")
+
+
+# ---------------------------------------------------------------------------------------------
+# aolo energy
+# ---------------------------------------------------------------------------------------------
+
+
+def _register_energy(app: typer.Typer) -> None:
+    @app.command("energy")
+    def energy(
+        bundle: Optional[Path] = typer.Argument(None, help="a policy bundle (omit with --compare)"),
+        compare: Optional[list[Path]] = typer.Option(None, "--compare", help="SNN_BUNDLE then ANN_BUNDLE: give twice"),
+        hardware: str = typer.Option(",".join(("loihi1", "loihi2", "a100", "jetson-tx2", "server-cpu")), "--hardware",
+                                     help="actor-hardware profiles to price on"),
+        n_obs: int = typer.Option(200, "--n-obs", min=1, help="representative observations to run"),
+        no_lava: bool = typer.Option(False, "--no-lava", help="count spikes with the numpy reference, not Lava"),
+        plot: Optional[Path] = typer.Option(None, "--plot", help="with --compare: write a log-scale bar chart PNG"),
+    ) -> None:
+        """Actor energy per decision on each hardware: spikes, SynOps, neuron updates and MACs counted
+        from a real run, priced with hw profiles (dynamic per-op energy + static power x latency).
+
+        Examples: aolo energy bundles/sdrl ; aolo energy --compare bundles/sdrl --compare bundles/sac --plot e.png
+        """
+        from aolo.console import console
+
+        from .bundle import BundleError
+        from .energy_report import compare_table, counter_note, energy_table, measure_bundle, plot_compare, source_lines
+
+        names = tuple(h.strip() for h in hardware.split(",") if h.strip())
+        paths = list(compare or [])
+        if paths and len(paths) != 2:
+            typer.echo("error: --compare takes exactly two bundles (SNN then ANN)", err=True)
+            raise typer.Exit(2)
+        if not paths and bundle is None:
+            typer.echo("error: give a BUNDLE, or --compare SNN_BUNDLE --compare ANN_BUNDLE", err=True)
+            raise typer.Exit(2)
+        out = console()
+        try:
+            results = [measure_bundle(p, names, n_obs, use_lava=not no_lava) for p in (paths or [bundle])]
+        except (BundleError, ValueError, OSError) as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2)
+        out.print(counter_note(results[0].counters))
+        for r in results:
+            out.print(energy_table(r))
+        out.print("Sources:\n" + "\n".join(f"  {line}" for line in dict.fromkeys(sum((source_lines(r) for r in results), []))),
+                  markup=False, highlight=False)
+        if paths:
+            out.print(compare_table(*results))
+            if plot is not None:
+                typer.echo(f"wrote {plot_compare(*results, plot)}")

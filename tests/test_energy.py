@@ -105,3 +105,64 @@ def test_backend_is_charged_the_priced_energy_of_its_bundle(tmp_path):
     without = PolicyBundle.load(write_bundle(tmp_path / "b", spec, {}, algo="sdrl", action=action))
     fresh = make_backend("reference", without)
     assert charge_actor_energy(fresh, without) is None and fresh.energy_per_decision_j is None
+
+
+@pytest.fixture(scope="module")
+def energy_bundles(tmp_path_factory):
+    """An SNN and an ANN bundle with ONNX and bundled observations."""
+    import onnx
+
+    from aolo.hw_profiles import RadioProfile
+    from aolo.runtime.bundle import ActionSpec, write_bundle
+    from aolo.runtime.energy import op_counts_to_dict
+    from aolo.train.actor_export import onnx_model_from_spec
+    from test_nir_export import random_snn
+
+    tmp = tmp_path_factory.mktemp("energy")
+    obs = np.random.default_rng(0).uniform(0, 1, (100, 15)).astype(np.float32)
+    np.save(tmp / "observations.npy", obs)
+    action = ActionSpec.from_radio_profile(load_profile("macro", RadioProfile))
+    rng = np.random.default_rng(1)
+    ann = ActorSpec(kind="ann", obs_dim=15, act_dim=2, nodes=[
+        Linear(weight=rng.normal(0, 0.3, (32, 15)), bias=np.zeros(32)), ReLU(),
+        Linear(weight=rng.normal(0, 0.3, (2, 32)), bias=np.zeros(2)), Tanh()])
+    snn = random_snn(seed=2, obs_dim=15, pop=4, hidden=(16,), act_dim=2, pop_out=4)
+    out = {}
+    for name, spec in (("snn", snn), ("ann", ann)):
+        onnx.save(onnx_model_from_spec(spec), tmp / f"{name}.onnx")
+        out[name] = write_bundle(tmp / name, spec, {"onnx": tmp / f"{name}.onnx", "observations": tmp / "observations.npy"},
+                                 algo="sdrl" if name == "snn" else "sac", action=action,
+                                 op_counts=op_counts_to_dict(count_ops(spec, obs)))
+    return out
+
+
+def test_energy_report_counts_from_lava_and_labels_every_figure_an_estimate(energy_bundles):
+    from aolo.runtime.energy_report import counter_note, headline_ratio, measure_bundle
+
+    snn = measure_bundle(energy_bundles["snn"], n_obs=40)
+    ann = measure_bundle(energy_bundles["ann"], n_obs=40)
+    assert snn.counted_with.startswith("Lava") and snn.counts.synaptic_ops > 0
+    ref = count_ops(ActorSpec.from_dict(__import__("json").loads((energy_bundles["snn"] / "actor_spec.json").read_text())),
+                    np.load(energy_bundles["snn"] / "observations.npy")[:40])
+    assert snn.counts.synaptic_ops == pytest.approx(ref.synaptic_ops)  # Lava's spikes are the reference's
+    assert set(snn.estimates) == {"loihi1", "loihi2", "a100", "jetson-tx2", "server-cpu"}
+    assert "loihi1" not in ann.estimates  # an ANN does not run on a neuromorphic chip
+    assert all(e.is_estimate for e in snn.estimates.values())
+    assert snn.estimates["server-cpu"].latency_measured and not snn.estimates["a100"].latency_measured
+    assert headline_ratio(snn, ann) > 1.0
+    if not snn.counters:
+        assert "not a measurement" in counter_note(snn.counters)
+
+
+def test_energy_command_compares_snn_and_ann_and_writes_a_plot(energy_bundles, tmp_path):
+    from typer.testing import CliRunner
+
+    from aolo.cli import app
+
+    png = tmp_path / "e.png"
+    res = CliRunner().invoke(app, ["energy", "--compare", str(energy_bundles["snn"]), "--compare",
+                                   str(energy_bundles["ann"]), "--n-obs", "20", "--no-lava", "--plot", str(png)])
+    assert res.exit_code == 0, res.output
+    assert "ANN / SNN" in res.output and "PopSAN" in res.output and png.stat().st_size > 1000
+    bad = CliRunner().invoke(app, ["energy", "--compare", str(energy_bundles["snn"])])
+    assert bad.exit_code == 2 and "exactly two" in bad.output
