@@ -7,6 +7,7 @@ Each stage registers its own commands (``<stage>/cli.py``) so that a command's h
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -32,7 +33,36 @@ register_export(app)
 
 @app.command("demo")
 def demo(out: Path = typer.Option(Path("reports/demo"), "--out", help="report folder")) -> None:
-    """The main job on the embedded defaults, end to end, written to a Markdown report with plots."""
-    from aolo.demo import run_demo
+    """The main job, short budget: train SDRL and SAC on the embedded default scenario, export both,
+    replay a day through the runtime on ONNX and Lava, measure actor energy, write a Markdown report
+    with plots. About 10-15 minutes on 2 cores."""
+    from aolo.pipeline import DEMO, run_pipeline
 
-    run_demo(out)
+    run_pipeline(DEMO.with_(out_dir=out))
+
+
+@app.command("reproduce")
+def reproduce(
+    out: Path = typer.Option(Path("reports/reproduce"), "--out", help="report folder"),
+    shared: Optional[Path] = typer.Option(None, "--shared", help="Sprout data folder (../shared/data/sprout) for the "
+                                                                "trace-replay evaluation"),
+    seeds: str = typer.Option("1,2,3", "--seeds", help="training seeds per algorithm"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="training steps per run [default: the full budget]"),
+) -> None:
+    """The full-budget experiment: several seeds of SDRL and SAC on the default scenario, evaluated
+    beside the reference policies (and on Sprout's real prompts and grid with --shared), exported,
+    replayed and measured; the same report as the demo at full size."""
+    from aolo.pipeline import FULL, run_pipeline
+
+    try:
+        seed_tuple = tuple(int(s) for s in seeds.split(",") if s.strip())
+    except ValueError:
+        typer.echo(f"error: --seeds: {seeds!r} is not a comma-separated list of integers", err=True)
+        raise typer.Exit(2)
+    if shared is not None and not (shared / "requests.csv").is_file():
+        typer.echo(f"error: --shared: {shared / 'requests.csv'} not found", err=True)
+        raise typer.Exit(2)
+    changes = {"out_dir": out, "train_seeds": seed_tuple, "shared_data": shared}
+    if steps is not None:
+        changes["train_steps"] = steps
+    run_pipeline(FULL.with_(**changes))

@@ -48,3 +48,37 @@ def plot_level_mix_vs_ci(results: Sequence[EvalResult], path: str | Path) -> Pat
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_carbon_by_policy(results: Sequence[EvalResult], base: EvalResult, path: str | Path) -> Path:
+    """Horizontal bars of carbon per request by policy, stacked by component, with the quality
+    against BASE written beside each bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .evaluate import COMPONENTS, summary_row
+
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(results) + 1.5))
+    y = np.arange(len(results))
+    left = np.zeros(len(results))
+    for i, comp in enumerate(COMPONENTS):
+        vals = np.array([r.carbon_mean_g(comp) for r in results])
+        ax.barh(y, vals, left=left, color=f"C{i}", label=comp.removesuffix("_g"))
+        left += vals
+    for yi, r in zip(y, results):
+        row = summary_row(r, base)
+        ax.text(left[yi], yi, f"  quality {100 * row['quality_vs_base_frac']:.0f}%", va="center", fontsize=8)
+    ax.set_yticks(y, [r.policy for r in results])
+    ax.invert_yaxis()
+    ax.set_xlabel("carbon per request (gCO2e)")
+    ax.set_xlim(0, left.max() * 1.35)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("Carbon per request by policy (evaluation seeds)")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
