@@ -124,11 +124,27 @@ def test_importing_the_backends_package_imports_neither_onnxruntime_nor_lava():
     assert r.stdout.strip() == "False"
 
 
-@pytest.mark.skipif(_lava_ready(), reason="aolo.runtime.backends.lava is present")
-def test_lava_backend_without_its_module_says_what_is_missing(tmp_path):
-    bundle = PolicyBundle.load(make_bundle(tmp_path, random_snn_spec()))
-    with pytest.raises(BackendUnavailable, match=r"backend 'lava': cannot import"):
-        make_backend("lava", bundle)
+def test_lava_backend_without_lava_nc_says_what_to_install(tmp_path):
+    """A base station without the [lava] extra: lava-nc made unimportable in a subprocess."""
+    path = make_bundle(tmp_path, random_snn_spec())
+    code = (
+        "import sys, importlib.abc\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'lava' or name.startswith('lava.'):\n"
+        "            raise ModuleNotFoundError(\"No module named 'lava'\", name='lava')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from aolo.runtime.backends import BackendUnavailable, make_backend\n"
+        "from aolo.runtime.bundle import PolicyBundle\n"
+        f"bundle = PolicyBundle.load({str(path)!r})\n"
+        "try:\n"
+        "    make_backend('lava', bundle)\n"
+        "except BackendUnavailable as e:\n"
+        "    print(e)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "backend 'lava': cannot import 'lava'" in r.stdout and "aolo[lava]" in r.stdout
 
 
 @pytest.mark.slow

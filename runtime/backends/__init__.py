@@ -199,7 +199,12 @@ class LavaBackend:
                 kwargs["fixed_point"] = load_fixed_point(spec, bundle.file(LAVA_FIXED_TARGET))
             except (ValueError, KeyError, OSError) as e:
                 raise BackendError(f"{bundle.file(LAVA_FIXED_TARGET)}: cannot load the fixed-point actor: {e}") from None
-        return cls(LavaActorNetwork(spec, precision=precision, **kwargs), spec.obs_dim, spec.act_dim, precision)
+        try:
+            network = LavaActorNetwork(spec, precision=precision, **kwargs)  # lava-nc is imported here
+        except ModuleNotFoundError as e:
+            raise BackendUnavailable(f"backend 'lava': cannot import {e.name!r} "
+                                     "(install it with: pip install 'aolo[lava]')") from e
+        return cls(network, spec.obs_dim, spec.act_dim, precision)
 
     def decide(self, obs: np.ndarray) -> np.ndarray:
         """``obs``: (n, obs_dim) float32 -> action (n, act_dim) float32; one network run per row."""
