@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from aolo.runtime.backends import (BackendError, BackendUnavailable, PolicyBackend, available_backends,
+from aolo.runtime.backends import (BackendError, PolicyBackend, available_backends,
                                    make_backend)
 from aolo.runtime.bundle import BundleError, PolicyBundle, write_bundle
 from aolo.runtime.policy_io import OBS_DIM

@@ -51,7 +51,6 @@ def test_torch_and_lava_float_spikes_are_identical(sdrl_export):
     run_dir, _ = sdrl_export
     run = load_run(run_dir)
     from aolo.runtime.backends.lava import LavaActorNetwork
-    from aolo.train.popsan import PopSAN  # noqa: F401  (torch side)
     import torch
 
     obs = scenario_observations("tiny", 200, seed=77)

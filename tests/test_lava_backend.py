@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from aolo.runtime.actor_spec import ActorSpec, CubaLIF, Linear, PopulationDecoder, PopulationEncoder, Tanh
-from aolo.runtime.fixed_point import FixedPointActor, FixedPointLayer, quantize_actor
+from aolo.runtime.fixed_point import FixedPointActor, FixedPointLayer
 
 pytest.importorskip("lava", reason="lava-nc is not installed (the 'aolo[lava]' extra)")
 

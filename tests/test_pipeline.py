@@ -2,11 +2,10 @@
 report holds every section and plot, and its numbers match the commands run separately."""
 
 import re
-from pathlib import Path
 
 import pytest
 
-from aolo.pipeline import DEMO, PipelineConfig, run_pipeline
+from aolo.pipeline import DEMO, run_pipeline
 
 
 @pytest.fixture(scope="module")
