@@ -168,6 +168,25 @@ def bench_backend(name: str, bundle: PolicyBundle, precision: str, n_single: int
             "threads": "1 intra-op" if name == "onnx" else ("numpy BLAS" if name == "reference" else "lava procs")}
 
 
+def bench_lava_rebuild(bundle: PolicyBundle, n_persistent: int, n_rebuild: int) -> dict[str, Any]:
+    """One decision on a persistent Lava network against building, running and closing a network
+    for every decision (what the runtime must never do), side by side on the same actor."""
+    from aolo.runtime.backends.lava import LavaActorNetwork
+
+    obs1 = np.random.default_rng(1).normal(0, 1, (1, OBS_DIM)).astype(np.float32)
+    with LavaActorNetwork(bundle.spec, "float") as net:
+        persistent = time_calls(lambda: net.decide(obs1), n_persistent, warmup=10)
+
+    def rebuild() -> None:
+        with LavaActorNetwork(bundle.spec, "float") as fresh:
+            fresh.decide(obs1)
+
+    rebuilt = time_calls(rebuild, n_rebuild, warmup=1)
+    p50_persistent, p50_rebuild = float(np.median(persistent)), float(np.median(rebuilt))
+    return {"persistent_p50_ms": 1e3 * p50_persistent, "rebuild_p50_ms": 1e3 * p50_rebuild,
+            "speedup": p50_rebuild / p50_persistent, "n_rebuild": n_rebuild}
+
+
 def bench_service(bundle_path: Path, n: int) -> dict[str, Any]:
     """Full in-process decide of PolicyService (telemetry model -> observation -> ONNX -> Decision)."""
     from aolo.hw_profiles import LLMServerProfile
@@ -320,6 +339,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             except BackendError as e:
                 console.print(f"({name}/{precision} skipped: {e})")
         results["in_process"] = rows
+        if not args.no_lava:
+            results["lava_rebuild"] = bench_lava_rebuild(bundles["snn"], 200, 10)
         results["service"] = bench_service(paths["ann"], 2000)
         http_rows, torch_loaded = bench_http(paths["ann"], "onnx", args.clients, args.requests)
         results["http"] = http_rows
@@ -346,6 +367,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   f"{r['p99_ms']:.2f}", str(r["errors"]))
     console.print(h)
 
+    lava = results.get("lava_rebuild")
+    if lava:
+        console.print(f"Lava float, one decision: persistent network p50 {lava['persistent_p50_ms']:.1f} ms, "
+                      f"build + decide + close per call p50 {lava['rebuild_p50_ms']:.0f} ms "
+                      f"({lava['n_rebuild']} calls): persistent is {lava['speedup']:.0f}x faster")
+
     onnx_p50 = base * 1e-6
     single = next(r for r in http_rows if r["mode"] == "single")
     verdicts = [
@@ -354,6 +381,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
          single["decisions_per_s"] >= HTTP_RATE_TARGET),
         (f"HTTP p99 {single['p99_ms']:.2f} ms < {HTTP_P99_TARGET_S * 1e3:.0f} ms", single["p99_ms"] < HTTP_P99_TARGET_S * 1e3),
     ]
+    if lava:
+        lava_row = next(r for r in rows if r["backend"] == "lava" and r["precision"] == "float")
+        verdicts += [
+            (f"Lava float persistent p50 {lava_row['single_p50_us'] / 1e3:.1f} ms < 20 ms", lava_row["single_p50_us"] < 20e3),
+            (f"Lava persistent {lava['speedup']:.0f}x faster than rebuilding per call (>= 20x)", lava["speedup"] >= 20),
+        ]
     for text, ok in verdicts:
         console.print(f"[{'green' if ok else 'red'}]{'met' if ok else 'MISSED'}[/]: {text}")
     results["targets"] = {text: ok for text, ok in verdicts}
