@@ -26,11 +26,11 @@ class PipelineConfig:
     """Scenario preset to train and evaluate on."""
     train_seeds: tuple[int, ...] = (1,)
     """Training seeds per algorithm."""
-    train_steps: int = 20_000
-    """Environment steps per training run."""
+    train_steps: int = 50_000
+    """Environment steps per training run (about where both actors reach the class-aware LP's neighbourhood)."""
     n_envs: int = 16
     """Base stations stepped at once in training."""
-    eval_every_steps: int = 5_000
+    eval_every_steps: int = 10_000
     """Steps between validation evaluations (the learning curves)."""
     eval_seeds: tuple[int, ...] = EVAL_SEEDS
     """Evaluation seeds of every table (never trained or validated on)."""

@@ -195,6 +195,9 @@ def register(app: typer.Typer) -> None:
 # ---------------------------------------------------------------------------------------------
 COMPARE_REFERENCES = ("oracle", "class-aware-lp", "sprout-lp", "co2-only", "base")
 """Reference policies printed beside the learned ones by ``aolo compare``."""
+REFERENCE_COLOURS = {"oracle": "#2ca02c", "class-aware-lp": "#9467bd", "sprout-lp": "#ff7f0e", "co2-only": "#8c564b",
+                     "base": "#7f7f7f"}
+"""Line colours of the reference policies in the learning-curve plot (sdrl is red, sac blue)."""
 
 
 def _cli_option(name: str, hint: object, default: object, doc: str):
@@ -426,8 +429,9 @@ def plot_learning_curves(groups: dict, model, path: Path) -> Path:
             colour = colours.get(algo)
             ax.plot(grid, ys.mean(axis=0), color=colour, lw=2, label=f"{algo} (mean of {len(curves)})")
             ax.fill_between(grid, ys.min(axis=0), ys.max(axis=0), color=colour, alpha=0.2)
-        for i, (name, res) in enumerate(refs.items()):
-            ax.axhline(scale * summary_row(res, refs["base"])[key], ls="--", lw=1, color=f"C{i + 2}", label=name)
+        for name, res in refs.items():
+            ax.axhline(scale * summary_row(res, refs["base"])[key], ls="--", lw=1.2, color=REFERENCE_COLOURS[name],
+                       label=name)
         ax.set_xlabel("training steps (requests)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

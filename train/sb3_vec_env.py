@@ -53,7 +53,8 @@ class ServiceVecEnv(VecEnv):
     Spaces are those of :class:`aolo.train.env.LLMServiceEnv`: observations ``Box(float32, (15,))``
     (docs/model.md section 6), actions ``Box(-1, 1, (2,), float32)`` (directive level, transmit power).
     The reward is the simulator's (``-C/C_ref - lambda_T late - lambda_Q deficit``), float32, unless
-    training-only shaping is asked for (``quality_bonus``, ``reward_scale``; :meth:`shaped_reward`).
+    training-only shaping is asked for (``quality_bonus``, ``deficit_bonus``, ``reward_scale``;
+    :meth:`shaped_reward`).
 
     Seeding: ``seed(s)`` (called by SB3 with the model's seed) makes the next :meth:`reset` draw BS b's
     k-th day from ``default_rng([s, b, k])``, the simulator's rule; without it the seed is ``seed``.
@@ -65,6 +66,9 @@ class ServiceVecEnv(VecEnv):
     :param quality_bonus: training-only shaping lambda >= 0: each reward gains
         ``lambda * (q_i - (1 - xi CI_norm_i) q0_i)``, the request's share of Sprout's average-quality
         constraint E[q] >= (1 - xi CI_norm) E[q0] (its Lagrangian term); 0 leaves the reward as is
+    :param deficit_bonus: training-only kappa >= 0 making the multiplier state-dependent,
+        ``lambda_t = quality_bonus + kappa max(0, floor_t - Q_roll_t)`` with the deficit before the
+        request: a Lagrange multiplier that rises while the floor is violated (0: constant lambda)
     :param reward_scale: training-only factor on every reward (after the bonus)
     """
 
@@ -72,12 +76,13 @@ class ServiceVecEnv(VecEnv):
 
     def __init__(self, scenario: ScenarioConfig | str = "default", n_envs: int = 16,
                  model: ServiceModel | None = None, seed: int = 0, quality_bonus: float = 0.0,
-                 reward_scale: float = 1.0) -> None:
+                 deficit_bonus: float = 0.0, reward_scale: float = 1.0) -> None:
         if n_envs < 1:
             raise ValueError(f"ServiceVecEnv: n_envs must be >= 1, got {n_envs}")
-        if quality_bonus < 0 or reward_scale <= 0:
-            raise ValueError("ServiceVecEnv: quality_bonus must be >= 0 and reward_scale > 0")
+        if quality_bonus < 0 or deficit_bonus < 0 or reward_scale <= 0:
+            raise ValueError("ServiceVecEnv: quality_bonus and deficit_bonus must be >= 0, reward_scale > 0")
         self.quality_bonus = float(quality_bonus)
+        self.deficit_bonus = float(deficit_bonus)
         self.reward_scale = float(reward_scale)
         self._start_days: np.ndarray | None = None
         if model is None:
@@ -120,15 +125,18 @@ class ServiceVecEnv(VecEnv):
             raise ValueError(f"ServiceVecEnv.start_days_at: expected ({self.num_envs},) counts, got {counts.shape}")
         self._start_days = counts.copy()
 
-    def shaped_reward(self, out: StepOutcome) -> np.ndarray:
+    def shaped_reward(self, out: StepOutcome, deficit_before: np.ndarray) -> np.ndarray:
         """The training reward: the simulator's, plus the quality bonus, times the scale.
 
+        :param out: the step's outcome, (n_envs,) arrays
+        :param deficit_before: (n_envs,) max(0, floor - Q_roll) when the request was decided
         :return: (n_envs,) float32
         """
         reward = out.reward
-        if self.quality_bonus:
+        if self.quality_bonus or self.deficit_bonus:
+            multiplier = self.quality_bonus + self.deficit_bonus * deficit_before
             floor_frac = 1.0 - self.scenario.quality_tolerance_xi * out.ci_norm
-            reward = reward + self.quality_bonus * (out.quality - floor_frac * out.quality_base)
+            reward = reward + multiplier * (out.quality - floor_frac * out.quality_base)
         return (self.reward_scale * reward).astype(np.float32)
 
     def step_async(self, actions: np.ndarray) -> None:
@@ -143,6 +151,8 @@ class ServiceVecEnv(VecEnv):
         link = self.model.link
         level, power = action_to_decision(self._actions.reshape(self.num_envs, ACT_DIM), link.p_min_w, link.p_max_w)
         self._actions = None
+        ctx = self.sim.context
+        deficit_before = np.maximum(0.0, ctx.floor - ctx.quality_roll)
         out = self.sim.step(level, power)
         obs = self._obs()
         dones = out.episode_end.copy()
@@ -152,7 +162,7 @@ class ServiceVecEnv(VecEnv):
             # day's first request, already in obs[b] (the simulator resets the BS in step).
             infos[b]["terminal_observation"] = obs[b].copy()
             infos[b]["TimeLimit.truncated"] = True
-        return obs, self.shaped_reward(out), dones, infos
+        return obs, self.shaped_reward(out, deficit_before), dones, infos
 
     def close(self) -> None:
         return None

@@ -1,7 +1,7 @@
 """One training run of SDRL (PopSAN actor) or SAC (MLP actor), readable top to bottom.
 
     config -> seed_everything -> vector env of n_envs base stations -> make_sac -> SB3 learn with
-    TrainMonitor (rich progress bar, logs, validation, checkpoints) -> run dir
+    make_monitor (rich progress bar, logs, validation, checkpoints) -> run dir
 
 The two algorithms share everything but the actor (:func:`aolo.train.sac_policy.make_sac`). A run
 writes ``runs/<scenario>__<algo>__<seed>__<timestamp>/`` (see :mod:`aolo.train.run` for its files)
@@ -31,7 +31,7 @@ import numpy as np
 from .popsan_config import PopSANConfig
 
 __all__ = ["TrainConfig", "VALIDATION_SEEDS", "field_docs", "seed_everything", "train", "run_dir_name",
-           "library_versions"]
+           "library_versions", "sac_kwargs", "make_monitor"]
 
 VALIDATION_SEEDS: tuple[int, ...] = (501, 502)
 """Seeds of the periodic evaluation during training and of every tuning decision; disjoint from
@@ -71,8 +71,9 @@ class TrainConfig:
     """Discount per request (0.99: a horizon of about 100 requests, half the quality window)."""
     tau: float = 0.005
     """Polyak coefficient of the target critics."""
-    ent_coef: str = "auto"
-    """SAC entropy coefficient: 'auto' (tuned to target_entropy), 'auto_<init>', or a fixed number."""
+    ent_coef: str = "auto_0.1"
+    """SAC entropy coefficient: 'auto' (tuned from 1.0), 'auto_<init>' (tuned from init), or a fixed number.
+    auto_0.1: rewards are ~0.3 per request, and from 1.0 the entropy term dominated for 100k steps."""
     target_entropy: float | None = None
     """Entropy target when ent_coef is auto; None: -act_dim (SB3's default)."""
     actor_hidden: tuple[int, ...] = (64, 64)
@@ -85,15 +86,16 @@ class TrainConfig:
     """Override of the scenario's lambda_Q (reward per unit of quality below the floor); None: scenario's."""
     latency_penalty: float | None = None
     """Override of the scenario's lambda_T (reward per deadline miss or outage); None: scenario's."""
-    quality_bonus: float = 0.0
+    quality_bonus: float = 2.4
     """Training-only Lagrangian term lambda * (q_i - (1 - xi CI_norm) q0_i) added to each reward: the
-    per-request share of Sprout's average-quality constraint (0: off)."""
+    per-request share of Sprout's average-quality constraint (0: off). 2.4 was chosen on the validation
+    seeds as the smallest tried that kept floor violations at or below the class-aware LP's."""
     deficit_bonus: float = 0.0
     """Training-only kappa: the bonus multiplier becomes quality_bonus + kappa * max(0, floor - Q_roll),
     a Lagrange multiplier that rises while the quality floor is violated (0: constant)."""
     reward_scale: float = 1.0
     """Training-only factor on every reward."""
-    eval_every_steps: int = 50_000
+    eval_every_steps: int = 25_000
     """Environment steps between validation evaluations and checkpoints (0: only at the end)."""
     eval_seeds: tuple[int, ...] = VALIDATION_SEEDS
     """Validation seeds of the periodic evaluation (never EVAL_SEEDS, never the training seed)."""
@@ -261,137 +263,144 @@ def _make_logger(run_dir: Path, resume_step: int | None) -> Any:
                                                        TensorBoardOutputFormat(str(run_dir / "tb"))])
 
 
-class TrainMonitor:
-    """Factory of the SB3 callback; kept apart so that importing this module does not import SB3."""
+def make_monitor(config: TrainConfig, run_dir: Path, env: Any, show_progress: bool, total_steps: int,
+                 wall_offset_s: float) -> Any:
+    """The SB3 callback of a run (built here so that importing this module does not import SB3).
 
-    @staticmethod
-    def make(config: TrainConfig, run_dir: Path, env: Any, show_progress: bool, total_steps: int,
-             wall_offset_s: float) -> Any:
-        from stable_baselines3.common.callbacks import BaseCallback
+    :param config: the run's config
+    :param run_dir: where checkpoints, evaluations.jsonl and logs go
+    :param env: the run's :class:`aolo.train.sb3_vec_env.ServiceVecEnv` (its model and day counters)
+    :param show_progress: show the rich progress bar
+    :param total_steps: the run's total environment steps (the bar's end)
+    :param wall_offset_s: wall time already spent before a resume, s
+    """
+    from stable_baselines3.common.callbacks import BaseCallback
 
-        from .evaluate import evaluate_policy, summary_row
-        from .policies import ActorPolicy, BasePolicy
-        from .run import ACTOR_SPEC_FILE, EVALUATIONS_FILE, MODEL_FILE, REPLAY_FILE, STATE_FILE, deterministic_actor
-        from .actor_export import actor_spec_from_policy
+    from .evaluate import evaluate_policy, summary_row
+    from .policies import ActorPolicy, BasePolicy
+    from .run import ACTOR_SPEC_FILE, EVALUATIONS_FILE, MODEL_FILE, REPLAY_FILE, STATE_FILE, deterministic_actor
+    from .actor_export import actor_spec_from_policy
 
-        class _Monitor(BaseCallback):
-            """Per step: accumulate reward, carbon and violations from the infos. Every
-            ``log_every_steps``: log them (``rollout/…``, ``carbon/train_g_per_request``) with the
-            SB3 ``train/…`` losses against ``global_step``. Every ``eval_every_steps`` and at the end:
-            evaluate the deterministic actor on the validation seeds (``carbon/mean_g_per_request``,
-            ``eval/…``) and checkpoint. A rich progress bar shows the live numbers."""
+    class _Monitor(BaseCallback):
+        """Per step: accumulate reward, carbon and violations from the infos. Every
+        ``log_every_steps``: log them (``rollout/…``, ``carbon/train_g_per_request``) with the
+        SB3 ``train/…`` losses against ``global_step``. Every ``eval_every_steps`` and at the end:
+        evaluate the deterministic actor on the validation seeds (``carbon/mean_g_per_request``,
+        ``eval/…``) and checkpoint. A rich progress bar shows the live numbers."""
 
-            def __init__(self) -> None:
-                super().__init__()
-                self.sums = np.zeros(6)  # reward, carbon_g, late, floor, quality, quality_base
-                self.count = 0
-                self.live = {"reward": float("nan"), "carbon": float("nan"), "val": float("nan")}
-                self.last_log = 0
-                self.last_eval = 0
-                self.t_start = time.perf_counter()
-                self.steps_at_start = 0
-                self.base_val = None
-                self.progress = None
-                self.task = None
+        def __init__(self) -> None:
+            super().__init__()
+            self.sums = np.zeros(6)  # reward, carbon_g, late, floor, quality, quality_base
+            self.count = 0
+            self.live = {"reward": float("nan"), "carbon": float("nan"), "val": float("nan")}
+            self.last_log = 0
+            self.last_eval = 0
+            self.t_start = time.perf_counter()
+            self.steps_at_start = 0
+            self.base_val = None
+            self.progress = None
+            self.task = None
 
-            # --- lifecycle ----------------------------------------------------------------------
-            def _on_training_start(self) -> None:
-                self.steps_at_start = self.last_log = self.last_eval = self.num_timesteps
-                self.t_start = time.perf_counter()
-                self.base_val = evaluate_policy(BasePolicy(), env.model, config.eval_seeds, n_bs=config.eval_n_bs)
-                if show_progress:
-                    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                               TimeElapsedColumn, TimeRemainingColumn)
+        # --- lifecycle ----------------------------------------------------------------------
+        def _on_training_start(self) -> None:
+            self.steps_at_start = self.last_log = self.last_eval = self.num_timesteps
+            self.t_start = time.perf_counter()
+            self.base_val = evaluate_policy(BasePolicy(), env.model, config.eval_seeds, n_bs=config.eval_n_bs)
+            if show_progress:
+                from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                           TimeElapsedColumn, TimeRemainingColumn)
 
-                    self.progress = Progress(
-                        TextColumn(f"[bold]{config.algo}[/] seed {config.seed}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[rate]:>6.0f} steps/s"), TimeElapsedColumn(), TimeRemainingColumn(),
-                        TextColumn("reward/req {task.fields[reward]:+.3f}  carbon {task.fields[carbon]:.4f} g/req  "
-                                   "val {task.fields[val]:.4f} g/req"))
-                    self.progress.start()
-                    self.task = self.progress.add_task("train", total=total_steps, completed=self.num_timesteps,
-                                                       rate=0.0, **self.live)
+                self.progress = Progress(
+                    TextColumn(f"[bold]{config.algo}[/] seed {config.seed}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]:>6.0f} steps/s"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    TextColumn("reward/req {task.fields[reward]:+.3f}  carbon {task.fields[carbon]:.4f} g/req  "
+                               "val {task.fields[val]:.4f} g/req"))
+                self.progress.start()
+                self.task = self.progress.add_task("train", total=total_steps, completed=self.num_timesteps,
+                                                   rate=0.0, **self.live)
 
-            def _on_step(self) -> bool:
-                rewards = self.locals["rewards"]
-                infos = self.locals["infos"]
-                self.sums[0] += float(np.sum(rewards))
-                for info in infos:
-                    self.sums[1] += info["carbon_g"]
-                    self.sums[2] += info["latency_violation"]
-                    self.sums[3] += info["floor_violation"]
-                    self.sums[4] += info["quality"]
-                    self.sums[5] += info["quality_base"]
-                self.count += len(infos)
-                if self.num_timesteps - self.last_log >= config.log_every_steps:
-                    self._log()
-                if config.eval_every_steps and self.num_timesteps - self.last_eval >= config.eval_every_steps:
-                    self._evaluate_and_checkpoint()
-                if self.progress is not None:
-                    self.progress.update(self.task, completed=self.num_timesteps, rate=self._rate(), **self.live)
-                return True
-
-            def _on_training_end(self) -> None:
+        def _on_step(self) -> bool:
+            rewards = self.locals["rewards"]
+            infos = self.locals["infos"]
+            self.sums[0] += float(np.sum(rewards))
+            for info in infos:
+                self.sums[1] += info["carbon_g"]
+                self.sums[2] += info["latency_violation"]
+                self.sums[3] += info["floor_violation"]
+                self.sums[4] += info["quality"]
+                self.sums[5] += info["quality_base"]
+            self.count += len(infos)
+            if self.num_timesteps - self.last_log >= config.log_every_steps:
                 self._log()
-                if self.last_eval != self.num_timesteps or not config.eval_every_steps:
-                    self._evaluate_and_checkpoint()
-                if self.progress is not None:
-                    self.progress.stop()
+            if config.eval_every_steps and self.num_timesteps - self.last_eval >= config.eval_every_steps:
+                self._evaluate_and_checkpoint()
+            if self.progress is not None:
+                self.progress.update(self.task, completed=self.num_timesteps, rate=self._rate(), **self.live)
+            return True
 
-            # --- pieces -----------------------------------------------------------------------
-            def _rate(self) -> float:
-                return (self.num_timesteps - self.steps_at_start) / max(time.perf_counter() - self.t_start, 1e-9)
-
-            def _log(self) -> None:
-                if self.count:
-                    n = self.count
-                    reward, carbon = self.sums[0] / n, self.sums[1] / n
-                    self.logger.record("rollout/reward_per_request", reward)
-                    self.logger.record("carbon/train_g_per_request", carbon)
-                    self.logger.record("rollout/latency_violation_frac", self.sums[2] / n)
-                    self.logger.record("rollout/floor_violation_frac", self.sums[3] / n)
-                    self.logger.record("rollout/quality_vs_base_frac", self.sums[4] / max(self.sums[5], 1e-12))
-                    self.live.update(reward=reward, carbon=carbon)
-                self.logger.record("global_step", self.num_timesteps)
-                self.logger.record("time/steps_per_s", self._rate())
-                self.logger.record("time/wall_s", wall_offset_s + time.perf_counter() - self.t_start)
-                self.logger.dump(step=self.num_timesteps)
-                self.sums[:] = 0.0
-                self.count = 0
-                self.last_log = self.num_timesteps
-
-            def _evaluate_and_checkpoint(self) -> None:
-                policy = self.model.policy
-                policy.set_training_mode(False)
-                result = evaluate_policy(ActorPolicy(config.algo, deterministic_actor(policy)), env.model,
-                                         config.eval_seeds, n_bs=config.eval_n_bs)
-                row = summary_row(result, self.base_val)
-                self.logger.record("carbon/mean_g_per_request", row["carbon_g_per_request"])
-                for key in ("saving_vs_base_frac", "quality_vs_base_frac", "latency_violation_frac", "outage_frac",
-                            "floor_violation_frac"):
-                    self.logger.record(f"eval/{key}", row[key])
-                self.live["val"] = row["carbon_g_per_request"]
-                wall_s = wall_offset_s + time.perf_counter() - self.t_start
-                with open(run_dir / EVALUATIONS_FILE, "a") as f:
-                    f.write(json.dumps({"step": self.num_timesteps, "wall_s": wall_s, "summary": row,
-                                        "result": result.to_dict()}) + "\n")
-                # checkpoint: model, actor spec, state; json files replaced atomically
-                self.model.save(run_dir / MODEL_FILE)
-                if config.save_replay_buffer:
-                    self.model.save_replay_buffer(run_dir / REPLAY_FILE)
-                _write_json(run_dir / ACTOR_SPEC_FILE, actor_spec_from_policy(policy).to_dict())
-                _write_json(run_dir / STATE_FILE, {"num_timesteps": self.num_timesteps, "wall_s": wall_s,
-                                                   "episode_count": env.sim.episode_count.tolist()})
-                self.last_eval = self.num_timesteps
+        def _on_training_end(self) -> None:
+            if self.last_eval != self.num_timesteps:
+                self._evaluate_and_checkpoint()  # logs too
+            elif self.last_log != self.num_timesteps:
                 self._log()
+            if self.progress is not None:
+                self.progress.stop()
 
-        return _Monitor()
+        # --- pieces -----------------------------------------------------------------------
+        def _rate(self) -> float:
+            return (self.num_timesteps - self.steps_at_start) / max(time.perf_counter() - self.t_start, 1e-9)
+
+        def _log(self) -> None:
+            if self.count:
+                n = self.count
+                reward, carbon = self.sums[0] / n, self.sums[1] / n
+                self.logger.record("rollout/reward_per_request", reward)
+                self.logger.record("carbon/train_g_per_request", carbon)
+                self.logger.record("rollout/latency_violation_frac", self.sums[2] / n)
+                self.logger.record("rollout/floor_violation_frac", self.sums[3] / n)
+                self.logger.record("rollout/quality_vs_base_frac", self.sums[4] / max(self.sums[5], 1e-12))
+                self.live.update(reward=reward, carbon=carbon)
+            self.logger.record("global_step", self.num_timesteps)
+            self.logger.record("time/steps_per_s", self._rate())
+            self.logger.record("time/wall_s", wall_offset_s + time.perf_counter() - self.t_start)
+            self.logger.dump(step=self.num_timesteps)
+            self.sums[:] = 0.0
+            self.count = 0
+            self.last_log = self.num_timesteps
+
+        def _evaluate_and_checkpoint(self) -> None:
+            policy = self.model.policy
+            policy.set_training_mode(False)
+            result = evaluate_policy(ActorPolicy(config.algo, deterministic_actor(policy)), env.model,
+                                     config.eval_seeds, n_bs=config.eval_n_bs)
+            row = summary_row(result, self.base_val)
+            self.logger.record("carbon/mean_g_per_request", row["carbon_g_per_request"])
+            for key in ("saving_vs_base_frac", "quality_vs_base_frac", "latency_violation_frac", "outage_frac",
+                        "floor_violation_frac"):
+                self.logger.record(f"eval/{key}", row[key])
+            self.live["val"] = row["carbon_g_per_request"]
+            wall_s = wall_offset_s + time.perf_counter() - self.t_start
+            with open(run_dir / EVALUATIONS_FILE, "a") as f:
+                f.write(json.dumps({"step": self.num_timesteps, "wall_s": wall_s, "summary": row,
+                                    "result": result.to_dict()}) + "\n")
+            # checkpoint: model, actor spec, state; json files replaced atomically
+            self.model.save(run_dir / MODEL_FILE)
+            if config.save_replay_buffer:
+                self.model.save_replay_buffer(run_dir / REPLAY_FILE)
+            _write_json(run_dir / ACTOR_SPEC_FILE, actor_spec_from_policy(policy).to_dict())
+            _write_json(run_dir / STATE_FILE, {"num_timesteps": self.num_timesteps, "wall_s": wall_s,
+                                               "episode_count": env.sim.episode_count.tolist()})
+            self.last_eval = self.num_timesteps
+            self._log()
+
+    return _Monitor()
 
 
 # =============================================================================================
 # The run
 # =============================================================================================
-def _sac_kwargs(config: TrainConfig) -> dict[str, Any]:
+def sac_kwargs(config: TrainConfig) -> dict[str, Any]:
+    """The :class:`stable_baselines3.SAC` arguments of a config (everything but policy, env, seed)."""
     ent: Any = config.ent_coef if config.ent_coef.startswith("auto") else float(config.ent_coef)
     return dict(
         learning_rate=config.learning_rate, buffer_size=config.buffer_size,
@@ -464,7 +473,7 @@ def train(config: TrainConfig, resume: str | Path | None = None, show_progress: 
     # --- ALGO LOGIC: SAC with the PopSAN actor (sdrl) or the MLP actor (sac) ----------------------
     if resume is None:
         model = make_sac(config.algo, env, seed=config.seed, popsan=config.popsan if config.algo == "sdrl" else None,
-                         **_sac_kwargs(config))
+                         **sac_kwargs(config))
     else:
         model = SAC.load(run_dir / MODEL_FILE, env=env, device="cpu")
         if config.save_replay_buffer and (run_dir / REPLAY_FILE).is_file():
@@ -479,7 +488,7 @@ def train(config: TrainConfig, resume: str | Path | None = None, show_progress: 
     # --- learn ----------------------------------------------------------------------------------
     remaining = config.steps - model.num_timesteps
     if remaining > 0:
-        monitor = TrainMonitor.make(config, run_dir, env, show_progress, config.steps,
+        monitor = make_monitor(config, run_dir, env, show_progress, config.steps,
                                     wall_offset_s=float(state.get("wall_s", 0.0)))
         # log_interval=None: the monitor dumps the logs (a day is ~4k steps per BS, too rare for SB3's)
         model.learn(total_timesteps=remaining, callback=monitor, log_interval=None,  # type: ignore[arg-type]

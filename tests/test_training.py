@@ -1,0 +1,241 @@
+"""Training runs: the SB3 vector env, the run directory, resume, save/load, the CLI (train,
+evaluate --policy RUN_DIR, compare), and a tiny run that beats random actions."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from aolo.cli import app
+from aolo.train.evaluate import evaluate_policy, summary_row
+from aolo.train.policies import BasePolicy, RandomPolicy
+from aolo.train.run import is_run_dir, load_run, read_evaluations
+from aolo.train.sb3_vec_env import ServiceVecEnv
+from aolo.train.scenario import get_scenario
+from aolo.train.simulator import ServiceModel
+from aolo.train.training import TrainConfig, VALIDATION_SEEDS, field_docs, train
+
+torch.set_num_threads(1)  # 2-core machine shared with other test runs
+
+
+def tiny_config(tmp_path: Path, **changes) -> TrainConfig:
+    base = dict(scenario="tiny", steps=1_200, n_envs=4, learning_starts=400, batch_size=64, eval_every_steps=0,
+                eval_n_bs=2, eval_seeds=(501,), log_every_steps=400, out_dir=str(tmp_path))
+    base.update(changes)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> ServiceModel:
+    return ServiceModel(get_scenario("tiny"))
+
+
+@pytest.fixture(scope="module")
+def sdrl_run(tmp_path_factory) -> Path:
+    return train(tiny_config(tmp_path_factory.mktemp("runs"), algo="sdrl"), show_progress=False)
+
+
+def read_progress(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "progress.csv") as f:
+        return list(csv.DictReader(f))
+
+
+# --- the vector env --------------------------------------------------------------------------
+def test_vec_env_ends_a_day_as_a_time_limit_whose_terminal_observation_is_the_next_days_first(tiny_model):
+    env = ServiceVecEnv(tiny_model.scenario, n_envs=3, model=tiny_model, seed=7)
+    obs = env.reset()
+    assert obs.shape == (3, 15) and obs.dtype == np.float32
+    actions = np.zeros((3, 2), dtype=np.float32)
+    for _ in range(5_000):
+        obs, rewards, dones, infos = env.step(actions)
+        assert rewards.shape == (3,) and all("carbon_g" in i and "floor_violation" in i for i in infos)
+        if dones.any():
+            break
+    assert dones.any(), "no day ended within 5000 steps"
+    for b in np.flatnonzero(dones):
+        assert infos[b]["TimeLimit.truncated"] is True
+        np.testing.assert_array_equal(infos[b]["terminal_observation"], obs[b])
+        assert env.sim.pos[b] == 0 and env.sim.episode_count[b] == 2  # the next day has begun
+    for b in np.flatnonzero(~dones):
+        assert "terminal_observation" not in infos[b]
+
+
+def test_vec_env_same_seed_gives_same_rewards_and_quality_bonus_adds_the_lagrangian_term(tiny_model):
+    def rollout(**kw):
+        env = ServiceVecEnv(tiny_model.scenario, n_envs=2, model=tiny_model, seed=3, **kw)
+        env.reset()
+        rng = np.random.default_rng(0)
+        out = [env.step(rng.uniform(-1, 1, (2, 2)).astype(np.float32)) for _ in range(300)]
+        return np.array([o[1] for o in out]), [o[3] for o in out]
+
+    plain, infos = rollout()
+    again, _ = rollout()
+    shaped, _ = rollout(quality_bonus=2.0)
+    np.testing.assert_array_equal(plain, again)
+    xi = tiny_model.scenario.quality_tolerance_xi
+    q = np.array([[i["quality"] for i in step] for step in infos])
+    q0 = np.array([[i["quality_base"] for i in step] for step in infos])
+    diff = shaped - plain
+    # the bonus is 2 * (q - (1 - xi CI_norm) q0), CI_norm in [0, 1]
+    assert np.all(diff <= 2.0 * (q - (1 - xi) * q0) + 1e-5) and np.all(diff >= 2.0 * (q - q0) - 1e-5)
+    assert np.any(np.abs(diff) > 0.1)
+
+
+# --- config ----------------------------------------------------------------------------------
+def test_train_config_rejects_evaluation_seeds_for_training_or_validation():
+    with pytest.raises(ValueError, match="evaluation"):
+        TrainConfig(seed=1001)
+    with pytest.raises(ValueError, match="evaluation seeds"):
+        TrainConfig(eval_seeds=(501, 1002))
+    with pytest.raises(ValueError, match="validation"):
+        TrainConfig(seed=VALIDATION_SEEDS[0])
+
+
+def test_every_train_config_field_has_a_docstring_that_feeds_the_cli_help():
+    docs = field_docs(TrainConfig)
+    assert set(docs) == set(TrainConfig.__dataclass_fields__)
+    result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0
+    assert "--quality-bonus" in result.output and "--popsan-timesteps" in result.output
+    assert docs["learning_starts"] in result.output
+
+
+def test_train_config_round_trips_through_json():
+    cfg = TrainConfig(algo="sac", actor_hidden=(32, 16), popsan={"timesteps": 3})
+    back = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert back == cfg and back.popsan.timesteps == 3
+
+
+# --- runs ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("algo", ["sdrl", "sac"])
+def test_a_tiny_run_writes_config_versions_checkpoint_spec_and_logs(tmp_path, algo):
+    run_dir = train(tiny_config(tmp_path, algo=algo), show_progress=False)
+    assert run_dir.parent == tmp_path and run_dir.name.startswith(f"tiny__{algo}__0__")
+    assert json.loads((run_dir / "config.json").read_text())["algo"] == algo
+    versions = json.loads((run_dir / "versions.json").read_text())
+    assert {"torch", "snntorch", "stable-baselines3", "aolo"} <= set(versions)
+    spec = json.loads((run_dir / "actor_spec.json").read_text())
+    assert spec["kind"] == ("snn" if algo == "sdrl" else "ann")
+    assert (run_dir / "model.zip").is_file() and list((run_dir / "tb").glob("events.out.tfevents.*"))
+    rows = read_progress(run_dir)
+    assert int(rows[-1]["global_step"]) == 1_200
+    keys = set(rows[0])
+    assert {"rollout/reward_per_request", "carbon/train_g_per_request", "carbon/mean_g_per_request",
+            "eval/quality_vs_base_frac", "eval/floor_violation_frac", "train/actor_loss"} <= keys
+    evals = read_evaluations(run_dir)
+    assert [e["step"] for e in evals] == [1_200] and evals[0]["result"]["per_seed"][0]["seed"] == 501
+
+
+def test_two_runs_started_in_the_same_second_get_distinct_directories(tmp_path):
+    cfg = tiny_config(tmp_path, algo="sac", steps=100, learning_starts=100)
+    a, b = train(cfg, show_progress=False), train(cfg, show_progress=False)
+    assert a != b and is_run_dir(a) and is_run_dir(b)
+
+
+def test_resume_continues_the_step_count_and_the_logs(tmp_path):
+    run_dir = train(tiny_config(tmp_path, algo="sac", steps=800, eval_every_steps=400), show_progress=False)
+    assert json.loads((run_dir / "train_state.json").read_text())["num_timesteps"] == 800
+    again = train(tiny_config(tmp_path, algo="sac", steps=1_600), resume=run_dir, show_progress=False)
+    assert again == run_dir
+    assert json.loads((run_dir / "train_state.json").read_text())["num_timesteps"] == 1_600
+    assert load_run(run_dir).model.num_timesteps == 1_600
+    steps = [int(r["global_step"]) for r in read_progress(run_dir)]
+    assert steps[0] == 400 and steps[-1] == 1_600 and steps == sorted(steps)
+    assert [e["step"] for e in read_evaluations(run_dir)] == [400, 800, 1_200, 1_600]
+
+
+def test_a_loaded_run_acts_exactly_like_its_exported_actor_spec(sdrl_run):
+    run = load_run(sdrl_run)
+    obs = np.random.default_rng(1).uniform(-0.5, 1.5, (64, 15)).astype(np.float32)
+    actions = run.act(obs)
+    assert actions.shape == (64, 2) and np.all(np.abs(actions) <= 1)
+    np.testing.assert_allclose(actions, run.spec.forward(obs), atol=1e-5)
+    np.testing.assert_array_equal(actions, load_run(sdrl_run).act(obs))
+
+
+def test_load_run_names_the_missing_file(tmp_path):
+    with pytest.raises(ValueError, match="not a run directory"):
+        load_run(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(TrainConfig().to_dict()))
+    with pytest.raises(ValueError, match="model.zip"):
+        load_run(tmp_path)
+
+
+# --- CLI -------------------------------------------------------------------------------------
+def test_evaluate_accepts_a_run_directory_as_a_policy(sdrl_run, tmp_path):
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(app, ["evaluate", "--scenario", "tiny", "--policy", str(sdrl_run), "--seeds", "501",
+                                      "--n-bs", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    names = [r["policy"] for r in json.loads(out.read_text())["results"]]
+    assert names == ["base", f"sdrl:{sdrl_run.name}"]
+
+
+def test_evaluate_rejects_a_policy_that_is_neither_known_nor_a_run(tmp_path):
+    result = CliRunner().invoke(app, ["evaluate", "--scenario", "tiny", "--policy", str(tmp_path)])
+    assert result.exit_code == 2 and "training run directory" in result.output
+
+
+def test_train_command_writes_a_run_dir(tmp_path):
+    result = CliRunner().invoke(app, ["train", "--algo", "sac", "--scenario", "tiny", "--steps", "300",
+                                      "--learning-starts", "200", "--n-envs", "2", "--eval-seeds", "501",
+                                      "--eval-n-bs", "1", "--out-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = tmp_path.iterdir()
+    assert json.loads((run_dir / "config.json").read_text())["steps"] == 300
+
+
+def test_train_command_rejects_an_evaluation_seed_in_one_line(tmp_path):
+    result = CliRunner().invoke(app, ["train", "--seed", "1001", "--out-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "error: TrainConfig.seed 1001" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_compare_aggregates_runs_beside_the_references_and_plots_curves(sdrl_run, tmp_path):
+    png, js = tmp_path / "curves.png", tmp_path / "cmp.json"
+    result = CliRunner().invoke(app, ["compare", str(sdrl_run), "--seeds", "1001", "--n-bs", "2", "--out", str(png),
+                                      "--json", str(js)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for name in ("sdrl", "oracle", "class-aware-lp", "sprout-lp", "co2-only", "base"):
+        assert name in result.output
+    assert png.stat().st_size > 10_000
+    data = json.loads(js.read_text())
+    assert list(data["runs"]) == ["sdrl"] and len(data["references"]) == 5
+
+
+# --- learning --------------------------------------------------------------------------------
+def test_a_tiny_sac_run_beats_random_actions_at_equal_or_better_quality(tmp_path, tiny_model):
+    # Budget measured on validation seeds 501, 502 (8 BS): at 10k steps SAC seeds 0, 1, 2 all beat
+    # random (about half its carbon, quality 0.90-0.96 vs 0.87); at 4k steps quality was below
+    # random for 2 of 3 seeds. SDRL needs more steps (see test below).
+    run_dir = train(tiny_config(tmp_path, algo="sac", steps=10_000, n_envs=8, learning_starts=1_000,
+                                batch_size=256, quality_bonus=2.4, ent_coef="auto_0.1"), show_progress=False)
+    seeds = (501, 502)
+    base = evaluate_policy(BasePolicy(), tiny_model, seeds, n_bs=8)
+    rand = summary_row(evaluate_policy(RandomPolicy(), tiny_model, seeds, n_bs=8), base)
+    learned = summary_row(evaluate_policy(load_run(run_dir).policy(), tiny_model, seeds, n_bs=8), base)
+    assert learned["carbon_g_per_request"] < 0.75 * rand["carbon_g_per_request"]
+    assert learned["quality_vs_base_frac"] >= rand["quality_vs_base_frac"]
+    assert learned["latency_violation_frac"] <= rand["latency_violation_frac"]
+
+
+@pytest.mark.slow
+def test_a_tiny_sdrl_run_beats_random_actions_at_equal_or_better_quality(tmp_path, tiny_model):
+    # SDRL learns more slowly per step than SAC: at 10k steps seed 2 was still below random's
+    # quality (0.83 vs 0.87); at 16k steps seeds 0, 1, 2 all beat it (carbon 0.058-0.060 g vs
+    # 0.085 g, quality 1.03 vs 0.87), about 60 s per run on one core.
+    run_dir = train(tiny_config(tmp_path, algo="sdrl", steps=16_000, n_envs=8, learning_starts=1_000,
+                                batch_size=256, quality_bonus=2.4, ent_coef="auto_0.1"), show_progress=False)
+    seeds = (501, 502)
+    base = evaluate_policy(BasePolicy(), tiny_model, seeds, n_bs=8)
+    rand = summary_row(evaluate_policy(RandomPolicy(), tiny_model, seeds, n_bs=8), base)
+    learned = summary_row(evaluate_policy(load_run(run_dir).policy(), tiny_model, seeds, n_bs=8), base)
+    assert learned["carbon_g_per_request"] < 0.85 * rand["carbon_g_per_request"]
+    assert learned["quality_vs_base_frac"] >= rand["quality_vs_base_frac"]
+    assert learned["latency_violation_frac"] <= rand["latency_violation_frac"]
