@@ -70,10 +70,10 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
     from aolo.runtime.energy_report import counter_note, energy_table, measure_bundle, plot_compare
     from aolo.runtime.estimate import estimate_request
     from aolo.runtime.grid import load_grid
-    from aolo.train.cli import COMPARE_REFERENCES, compare_table, plot_learning_curves, replay_table
+    from aolo.train.cli import compare_table, replay_table
     from aolo.train.evaluate import evaluate_policy
-    from aolo.train.plots import plot_carbon_by_policy, plot_level_mix_vs_ci
-    from aolo.train.policies import REFERENCE_POLICIES
+    from aolo.train.plots import plot_carbon_by_policy, plot_learning_curves, plot_level_mix_vs_ci
+    from aolo.train.policies import COMPARE_REFERENCES, REFERENCE_POLICIES
     from aolo.train.replay import replay
     from aolo.train.run import load_run
     from aolo.train.scenario import get_scenario

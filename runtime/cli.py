@@ -182,11 +182,11 @@ def _summary_table(trace: "GridTrace"):  # -> rich.table.Table
 
 def _plot_trace(trace: "GridTrace", path: Path) -> None:
     """PNG with the hourly trace (top) and its mean by UTC hour (bottom)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    from aolo.figures import pyplot, save_figure
+
+    plt = pyplot()
 
     from .grid import HOUR
 
@@ -210,8 +210,7 @@ def _plot_trace(trace: "GridTrace", path: Path) -> None:
     ax_day.set_title("24-h mean profile")
     for ax in (ax_trace, ax_day):
         ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -181,10 +181,9 @@ def headline_ratio(snn: BundleEnergy, ann: BundleEnergy) -> float | None:
 
 def plot_compare(snn: BundleEnergy, ann: BundleEnergy, path: str | Path) -> Path:
     """Bar chart, log scale: energy per decision per hardware, SNN beside ANN."""
-    import matplotlib
+    from aolo.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = compare_rows(snn, ann)
     x = np.arange(len(rows))
@@ -198,9 +197,4 @@ def plot_compare(snn: BundleEnergy, ann: BundleEnergy, path: str | Path) -> Path
     ax.set_ylabel("energy per decision (J, estimate)")
     ax.set_title("Actor energy per decision by hardware (op counts x profile figures + static power x latency)")
     ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

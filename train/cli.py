@@ -193,11 +193,7 @@ def register(app: typer.Typer) -> None:
 # ---------------------------------------------------------------------------------------------
 # aolo train, aolo compare
 # ---------------------------------------------------------------------------------------------
-COMPARE_REFERENCES = ("oracle", "class-aware-lp", "sprout-lp", "co2-only", "base")
 """Reference policies printed beside the learned ones by ``aolo compare``."""
-REFERENCE_COLOURS = {"oracle": "#2ca02c", "class-aware-lp": "#9467bd", "sprout-lp": "#ff7f0e", "co2-only": "#8c564b",
-                     "base": "#7f7f7f"}
-"""Line colours of the reference policies in the learning-curve plot (sdrl is red, sac blue)."""
 
 
 def _cli_option(name: str, hint: object, default: object, doc: str):
@@ -322,7 +318,7 @@ def register_training(app: typer.Typer) -> None:
         import torch
 
         from .evaluate import evaluate_policy
-        from .policies import REFERENCE_POLICIES
+        from .policies import COMPARE_REFERENCES, REFERENCE_POLICIES
         from .run import load_run
         from .scenario import get_scenario
         from .simulator import ServiceModel
@@ -358,6 +354,8 @@ def register_training(app: typer.Typer) -> None:
                 "references": [r.to_dict() for r in refs]}, indent=1))
             typer.echo(f"wrote {json_out}")
         if out is not None:
+            from .plots import plot_learning_curves
+
             typer.echo(f"wrote {plot_learning_curves(groups, model, out)}")
 
 
@@ -394,56 +392,6 @@ def compare_table(groups: dict, refs: list, base, title: str):
                       f"{100 * row['quality_vs_base_frac']:.1f}%", f"{100 * row['latency_violation_frac']:.2f}%",
                       f"{100 * row['outage_frac']:.2f}%", f"{100 * row['floor_violation_frac']:.1f}%")
     return table
-
-
-def plot_learning_curves(groups: dict, model, path: Path) -> Path:
-    """Carbon per request and quality vs BASE against training steps on the validation seeds: per
-    algorithm the mean over runs with a min-max band, the reference policies (evaluated on the same
-    validation seeds and base stations) as horizontal lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from .evaluate import evaluate_policy, summary_row
-    from .policies import REFERENCE_POLICIES
-    from .run import read_evaluations
-
-    first = next(iter(groups.values()))[0][0].config
-    val_seeds, val_bs = list(first.eval_seeds), first.eval_n_bs
-    refs = {name: evaluate_policy(REFERENCE_POLICIES[name](), model, val_seeds, n_bs=val_bs)
-            for name in COMPARE_REFERENCES}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    keys = (("carbon_g_per_request", "carbon per request, g", 1.0), ("quality_vs_base_frac", "quality vs BASE, %", 100.0))
-    colours = {"sdrl": "#c44e52", "sac": "#4c72b0"}
-    for ax, (key, label, scale) in zip(axes, keys):
-        for algo, items in groups.items():
-            curves = [read_evaluations(run.run_dir) for run, _ in items]
-            curves = [c for c in curves if c]
-            if not curves:
-                continue
-            grid = np.array([e["step"] for e in curves[0]], dtype=float)
-            ys = np.array([np.interp(grid, [e["step"] for e in c], [scale * e["summary"][key] for e in c])
-                           for c in curves])
-            colour = colours.get(algo)
-            ax.plot(grid, ys.mean(axis=0), color=colour, lw=2, label=f"{algo} (mean of {len(curves)})")
-            ax.fill_between(grid, ys.min(axis=0), ys.max(axis=0), color=colour, alpha=0.2)
-        for name, res in refs.items():
-            ax.axhline(scale * summary_row(res, refs["base"])[key], ls="--", lw=1.2, color=REFERENCE_COLOURS[name],
-                       label=name)
-        ax.set_xlabel("training steps (requests)")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].set_yscale("log")
-    axes[1].legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"Learning curves on validation seeds {val_seeds} ({val_bs} BS x 1 day), scenario {model.scenario.name}")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def register_replay(app: typer.Typer) -> None:

@@ -10,14 +10,16 @@ import numpy as np
 from .evaluate import EvalResult
 
 LEVEL_COLOURS = ("#4c72b0", "#55a868", "#c44e52")
+REFERENCE_COLOURS = {"oracle": "#2ca02c", "class-aware-lp": "#9467bd", "sprout-lp": "#ff7f0e", "co2-only": "#8c564b",
+                     "base": "#7f7f7f"}
+"""Line colours of the reference policies in the learning-curve plot (sdrl is red, sac blue)."""
 
 
 def plot_level_mix_vs_ci(results: Sequence[EvalResult], path: str | Path) -> Path:
     """One panel per policy: stacked share of L0/L1/L2 per UTC hour, with the carbon intensity."""
-    import matplotlib
+    from aolo.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     n = len(results)
     cols = min(n, 3)
@@ -42,21 +44,15 @@ def plot_level_mix_vs_ci(results: Sequence[EvalResult], path: str | Path) -> Pat
     axes[0, 0].set_ylabel("level share")
     axes[0, 0].legend(loc="lower left", fontsize=8)
     fig.suptitle("Directive level mix against grid carbon intensity over the day")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_carbon_by_policy(results: Sequence[EvalResult], base: EvalResult, path: str | Path) -> Path:
     """Horizontal bars of carbon per request by policy, stacked by component, with the quality
     against BASE written beside each bar."""
-    import matplotlib
+    from aolo.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from .evaluate import COMPONENTS, summary_row
 
@@ -76,9 +72,49 @@ def plot_carbon_by_policy(results: Sequence[EvalResult], base: EvalResult, path:
     ax.set_xlim(0, left.max() * 1.35)
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title("Carbon per request by policy (evaluation seeds)")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
+
+
+def plot_learning_curves(groups: dict, model, path: Path) -> Path:
+    """Carbon per request and quality vs BASE against training steps on the validation seeds: per
+    algorithm the mean over runs with a min-max band, the reference policies (evaluated on the same
+    validation seeds and base stations) as horizontal lines."""
+    from aolo.figures import pyplot, save_figure
+
+    plt = pyplot()
+    import numpy as np
+
+    from .evaluate import evaluate_policy, summary_row
+    from .policies import REFERENCE_POLICIES
+    from .policies import COMPARE_REFERENCES
+    from .run import read_evaluations
+
+    first = next(iter(groups.values()))[0][0].config
+    val_seeds, val_bs = list(first.eval_seeds), first.eval_n_bs
+    refs = {name: evaluate_policy(REFERENCE_POLICIES[name](), model, val_seeds, n_bs=val_bs)
+            for name in COMPARE_REFERENCES}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    keys = (("carbon_g_per_request", "carbon per request, g", 1.0), ("quality_vs_base_frac", "quality vs BASE, %", 100.0))
+    colours = {"sdrl": "#c44e52", "sac": "#4c72b0"}
+    for ax, (key, label, scale) in zip(axes, keys):
+        for algo, items in groups.items():
+            curves = [read_evaluations(run.run_dir) for run, _ in items]
+            curves = [c for c in curves if c]
+            if not curves:
+                continue
+            grid = np.array([e["step"] for e in curves[0]], dtype=float)
+            ys = np.array([np.interp(grid, [e["step"] for e in c], [scale * e["summary"][key] for e in c])
+                           for c in curves])
+            colour = colours.get(algo)
+            ax.plot(grid, ys.mean(axis=0), color=colour, lw=2, label=f"{algo} (mean of {len(curves)})")
+            ax.fill_between(grid, ys.min(axis=0), ys.max(axis=0), color=colour, alpha=0.2)
+        for name, res in refs.items():
+            ax.axhline(scale * summary_row(res, refs["base"])[key], ls="--", lw=1.2, color=REFERENCE_COLOURS[name],
+                       label=name)
+        ax.set_xlabel("training steps (requests)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_yscale("log")
+    axes[1].legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"Learning curves on validation seeds {val_seeds} ({val_bs} BS x 1 day), scenario {model.scenario.name}")
+    return save_figure(fig, path)

@@ -304,3 +304,6 @@ REFERENCE_POLICIES: dict[str, Callable[[], Policy]] = {
     "oracle": OraclePolicy,
     "random": RandomPolicy,
 }
+
+COMPARE_REFERENCES = ("oracle", "class-aware-lp", "sprout-lp", "co2-only", "base")
+"""The reference policies every comparison of learned actors shows, best first."""
