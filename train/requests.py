@@ -38,7 +38,7 @@ import functools
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
@@ -319,6 +319,31 @@ def _number(text: str, path: Path, line: int, column: str, *, allow_empty: bool 
     return value
 
 
+def _data_rows(path: Path, reader: Any, width: int, n_columns: int) -> Iterator[tuple[int, list[str]]]:
+    """(1-based line, fields) of every non-empty data row; short rows, bad encoding and CSV errors
+    become :class:`RequestDataError` naming the file and line."""
+    try:
+        for record in reader:
+            if not record:
+                continue
+            line = reader.line_num
+            if len(record) < width:
+                raise RequestDataError(f"{path}: line {line}: row has {len(record)} fields, expected {n_columns} or more")
+            yield line, record
+    except UnicodeDecodeError as e:
+        raise RequestDataError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except csv.Error as e:
+        raise RequestDataError(f"{path}: line {reader.line_num}: {e}") from None
+
+
+def _class_index(dataset: str, path: Path, line: int) -> int:
+    """Task-class index of a ``dataset`` cell, or an error naming the file and line."""
+    name = dataset.strip()
+    if name not in CLASS_INDEX:
+        raise RequestDataError(f"{path}: line {line}: column 'dataset': {name!r} is not one of {', '.join(TASK_CLASSES)}")
+    return CLASS_INDEX[name]
+
+
 def read_sprout_requests(path: str | Path) -> SproutMeasurements:
     """Read the Llama-2-13B-chat rows (L0, L1, L2) of Sprout's ``requests.csv``; ``7B`` rows are skipped.
 
@@ -341,36 +366,19 @@ def read_sprout_requests(path: str | Path) -> SproutMeasurements:
     lat_l: list[float] = []
     line_l: list[int] = []
     with handle:
-        try:
-            for record in reader:
-                line = reader.line_num
-                if not record:
-                    continue
-                if len(record) < width:
-                    raise RequestDataError(f"{path}: line {line}: row has {len(record)} fields, expected {len(col)} or more")
-                level = record[i_lv].strip()
-                if level in OTHER_MODEL_LEVELS:
-                    continue
-                if level not in LEVEL_INDEX:
-                    raise RequestDataError(
-                        f"{path}: line {line}: column 'level': {level!r} is not one of L0, L1, L2, 7B"
-                    )
-                dataset = record[i_ds].strip()
-                if dataset not in CLASS_INDEX:
-                    raise RequestDataError(
-                        f"{path}: line {line}: column 'dataset': {dataset!r} is not one of {', '.join(TASK_CLASSES)}"
-                    )
-                tok_l.append(_number(record[i_tok], path, line, "output_tokens", allow_empty=True))
-                e_l.append(_number(record[i_e], path, line, "energy_wh"))
-                lat_l.append(_number(record[i_lat], path, line, "latency_s"))
-                cls_l.append(CLASS_INDEX[dataset])
-                sha_l.append(record[i_sha].strip())
-                lv_l.append(LEVEL_INDEX[level])
-                line_l.append(line)
-        except UnicodeDecodeError as e:
-            raise RequestDataError(f"{path}: not UTF-8 text (byte {e.start})") from None
-        except csv.Error as e:
-            raise RequestDataError(f"{path}: line {reader.line_num}: {e}") from None
+        for line, record in _data_rows(path, reader, width, len(col)):
+            level = record[i_lv].strip()
+            if level in OTHER_MODEL_LEVELS:
+                continue
+            if level not in LEVEL_INDEX:
+                raise RequestDataError(f"{path}: line {line}: column 'level': {level!r} is not one of L0, L1, L2, 7B")
+            tok_l.append(_number(record[i_tok], path, line, "output_tokens", allow_empty=True))
+            e_l.append(_number(record[i_e], path, line, "energy_wh"))
+            lat_l.append(_number(record[i_lat], path, line, "latency_s"))
+            cls_l.append(_class_index(record[i_ds], path, line))
+            sha_l.append(record[i_sha].strip())
+            lv_l.append(LEVEL_INDEX[level])
+            line_l.append(line)
     if not cls_l:
         raise RequestDataError(f"{path}: no Llama-2-13B rows (levels L0, L1, L2)")
     return SproutMeasurements(
@@ -401,31 +409,14 @@ def read_sprout_judgements(path: str | Path) -> SproutJudgements:
     pref_l: list[int] = []
     line_l: list[int] = []
     with handle:
-        try:
-            for record in reader:
-                line = reader.line_num
-                if not record:
-                    continue
-                if len(record) < width:
-                    raise RequestDataError(f"{path}: line {line}: row has {len(record)} fields, expected {len(col)} or more")
-                dataset = record[i_ds].strip()
-                if dataset not in CLASS_INDEX:
-                    raise RequestDataError(
-                        f"{path}: line {line}: column 'dataset': {dataset!r} is not one of {', '.join(TASK_CLASSES)}"
-                    )
-                pref = record[i_pref].strip()
-                if pref not in LEVEL_INDEX:
-                    raise RequestDataError(
-                        f"{path}: line {line}: column 'preferred_level': {pref!r} is not one of L0, L1, L2"
-                    )
-                cls_l.append(CLASS_INDEX[dataset])
-                sha_l.append(record[i_sha].strip())
-                pref_l.append(LEVEL_INDEX[pref])
-                line_l.append(line)
-        except UnicodeDecodeError as e:
-            raise RequestDataError(f"{path}: not UTF-8 text (byte {e.start})") from None
-        except csv.Error as e:
-            raise RequestDataError(f"{path}: line {reader.line_num}: {e}") from None
+        for line, record in _data_rows(path, reader, width, len(col)):
+            pref = record[i_pref].strip()
+            if pref not in LEVEL_INDEX:
+                raise RequestDataError(f"{path}: line {line}: column 'preferred_level': {pref!r} is not one of L0, L1, L2")
+            cls_l.append(_class_index(record[i_ds], path, line))
+            sha_l.append(record[i_sha].strip())
+            pref_l.append(LEVEL_INDEX[pref])
+            line_l.append(line)
     if not cls_l:
         raise RequestDataError(f"{path}: no judgement rows after the header")
     return SproutJudgements(
