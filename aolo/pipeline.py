@@ -59,6 +59,24 @@ class Report:
         self.sections.append(f"## {heading}\n\n" + "\n\n".join(p for p in parts if p))
 
 
+def _evaluate_all(model, run_dirs: dict[str, list[Path]], seeds: list[int], n_bs: int) -> tuple[dict, list]:
+    """Every trained run (grouped by algorithm) and the comparison's reference policies on ``seeds``."""
+    from aolo.train.evaluate import evaluate_policy
+    from aolo.train.policies import COMPARE_REFERENCES, REFERENCE_POLICIES
+    from aolo.train.run import load_run
+
+    groups: dict[str, list] = {}
+    with progress() as bar:
+        refs = [evaluate_policy(REFERENCE_POLICIES[name](), model, seeds, n_bs=n_bs, progress=bar)
+                for name in COMPARE_REFERENCES]
+        for algo, dirs in run_dirs.items():
+            for d in dirs:
+                run = load_run(d)
+                groups.setdefault(algo, []).append((run, evaluate_policy(run.policy(), model, seeds, n_bs=n_bs,
+                                                                         progress=bar)))
+    return groups, refs
+
+
 def run_pipeline(cfg: PipelineConfig) -> Path:
     """Run every stage and write ``cfg.out_dir/report.md``; returns its path."""
     import torch
@@ -71,11 +89,8 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
     from aolo.runtime.estimate import estimate_request
     from aolo.runtime.grid import load_grid
     from aolo.train.cli import compare_table, replay_table
-    from aolo.train.evaluate import evaluate_policy
     from aolo.train.plots import plot_carbon_by_policy, plot_learning_curves, plot_level_mix_vs_ci
-    from aolo.train.policies import COMPARE_REFERENCES, REFERENCE_POLICIES
     from aolo.train.replay import replay
-    from aolo.train.run import load_run
     from aolo.train.scenario import get_scenario
     from aolo.train.simulator import ServiceModel
     from aolo.train.training import TrainConfig, train
@@ -127,15 +142,7 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
     stage("3/7 evaluating the trained actors beside the reference policies")
     model = ServiceModel(get_scenario(cfg.scenario))
     seeds = list(cfg.eval_seeds)
-    groups: dict[str, list] = {}
-    with progress() as bar:
-        refs = [evaluate_policy(REFERENCE_POLICIES[name](), model, seeds, n_bs=cfg.eval_n_bs, progress=bar)
-                for name in COMPARE_REFERENCES]
-        for algo, dirs in run_dirs.items():
-            for d in dirs:
-                run = load_run(d)
-                groups.setdefault(algo, []).append((run, evaluate_policy(run.policy(), model, seeds, n_bs=cfg.eval_n_bs,
-                                                                         progress=bar)))
+    groups, refs = _evaluate_all(model, run_dirs, seeds, cfg.eval_n_bs)
     base = next(r for r in refs if r.policy == "base")
     table = compare_table(groups, refs, base, f"scenario {cfg.scenario}, evaluation seeds {seeds}, {cfg.eval_n_bs} BS "
                                               f"x 1 day; learned: mean ± std over {len(cfg.train_seeds)} run(s)")
@@ -209,15 +216,7 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
                              judgements_csv=str(cfg.shared_data / "judgements.csv"),
                              grid=str(cfg.shared_data / "grid" / "US-TEX-ERCO_2023_hourly.csv"))
         tmodel = ServiceModel(trace)
-        tgroups: dict[str, list] = {}
-        with progress() as bar:
-            trefs = [evaluate_policy(REFERENCE_POLICIES[n](), tmodel, seeds, n_bs=cfg.eval_n_bs, progress=bar)
-                     for n in COMPARE_REFERENCES]
-            for algo, dirs in run_dirs.items():
-                for d in dirs:
-                    run = load_run(d)
-                    tgroups.setdefault(algo, []).append((run, evaluate_policy(run.policy(), tmodel, seeds,
-                                                                              n_bs=cfg.eval_n_bs, progress=bar)))
+        tgroups, trefs = _evaluate_all(tmodel, run_dirs, seeds, cfg.eval_n_bs)
         t = compare_table(tgroups, trefs, next(r for r in trefs if r.policy == "base"),
                           "trace replay: Sprout's measured prompts and judgements, US-TEX-ERCO 2023 trace from "
                           "1 January (policies trained on the synthetic default)")
