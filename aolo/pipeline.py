@@ -59,24 +59,6 @@ class Report:
         self.sections.append(f"## {heading}\n\n" + "\n\n".join(p for p in parts if p))
 
 
-def _evaluate_all(model, run_dirs: dict[str, list[Path]], seeds: list[int], n_bs: int) -> tuple[dict, list]:
-    """Every trained run (grouped by algorithm) and the comparison's reference policies on ``seeds``."""
-    from aolo.train.evaluate import evaluate_policy
-    from aolo.train.policies import COMPARE_REFERENCES, REFERENCE_POLICIES
-    from aolo.train.run import load_run
-
-    groups: dict[str, list] = {}
-    with progress() as bar:
-        refs = [evaluate_policy(REFERENCE_POLICIES[name](), model, seeds, n_bs=n_bs, progress=bar)
-                for name in COMPARE_REFERENCES]
-        for algo, dirs in run_dirs.items():
-            for d in dirs:
-                run = load_run(d)
-                groups.setdefault(algo, []).append((run, evaluate_policy(run.policy(), model, seeds, n_bs=n_bs,
-                                                                         progress=bar)))
-    return groups, refs
-
-
 def run_pipeline(cfg: PipelineConfig) -> Path:
     """Run every stage and write ``cfg.out_dir/report.md``; returns its path."""
     import torch
@@ -88,9 +70,11 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
     from aolo.runtime.energy_report import counter_note, energy_table, measure_bundle, plot_compare
     from aolo.runtime.estimate import estimate_request
     from aolo.runtime.grid import load_grid
-    from aolo.train.cli import compare_table, replay_table
-    from aolo.train.plots import plot_carbon_by_policy, plot_learning_curves, plot_level_mix_vs_ci
+    from aolo.train.cli import replay_table
+    from aolo.train.comparison import compare_runs, comparison_table
+    from aolo.train.plots import plot_carbon_by_policy, plot_learning_curves, plot_level_mix_vs_ci, plot_quality_carbon
     from aolo.train.replay import replay
+    from aolo.train.run import load_run
     from aolo.train.scenario import get_scenario
     from aolo.train.simulator import ServiceModel
     from aolo.train.training import TrainConfig, train
@@ -142,10 +126,11 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
     stage("3/7 evaluating the trained actors beside the reference policies")
     model = ServiceModel(get_scenario(cfg.scenario))
     seeds = list(cfg.eval_seeds)
-    groups, refs = _evaluate_all(model, run_dirs, seeds, cfg.eval_n_bs)
-    base = next(r for r in refs if r.policy == "base")
-    table = compare_table(groups, refs, base, f"scenario {cfg.scenario}, evaluation seeds {seeds}, {cfg.eval_n_bs} BS "
-                                              f"x 1 day; learned: mean ± std over {len(cfg.train_seeds)} run(s)")
+    runs = [load_run(d) for dirs in run_dirs.values() for d in dirs]
+    comparison = compare_runs(model, runs, seeds, n_bs=cfg.eval_n_bs)
+    groups, refs, base = comparison.groups, comparison.references, comparison.base
+    table = comparison_table(comparison, f"scenario {cfg.scenario}, evaluation seeds {seeds}, {cfg.eval_n_bs} BS "
+                                         f"x 1 day; learned: mean ± std over {len(cfg.train_seeds)} run(s)")
     console.print(table)
     curves = plot_learning_curves(groups, model, out / "learning_curves.png")
     learned = [res for items in groups.values() for _, res in items[:1]]
@@ -155,7 +140,9 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
     mix = plot_level_mix_vs_ci(learned + [r for r in refs if r.policy in ("class-aware-lp", "sprout-lp", "oracle")],
                                out / "level_mix_vs_ci.png")
     report.add("Training", "\n".join(train_rows), f"![learning curves]({curves.name})")
+    frontier_png = plot_quality_carbon(comparison, out / "quality_vs_carbon.png")
     report.add("Carbon per request by policy", table_to_markdown(table), f"![carbon by policy]({by_policy.name})",
+               f"![quality against carbon, with the class-aware LP's frontier]({frontier_png.name})",
                f"![level mix against carbon intensity]({mix.name})")
     timings["evaluate"] = time.perf_counter() - t_start - sum(timings.values())
 
@@ -216,10 +203,9 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
                              judgements_csv=str(cfg.shared_data / "judgements.csv"),
                              grid=str(cfg.shared_data / "grid" / "US-TEX-ERCO_2023_hourly.csv"))
         tmodel = ServiceModel(trace)
-        tgroups, trefs = _evaluate_all(tmodel, run_dirs, seeds, cfg.eval_n_bs)
-        t = compare_table(tgroups, trefs, next(r for r in trefs if r.policy == "base"),
-                          "trace replay: Sprout's measured prompts and judgements, US-TEX-ERCO 2023 trace from "
-                          "1 January (policies trained on the synthetic default)")
+        t = comparison_table(compare_runs(tmodel, runs, seeds, n_bs=cfg.eval_n_bs),
+                             "trace replay: Sprout's measured prompts and judgements, US-TEX-ERCO 2023 trace from "
+                             "1 January (policies trained on the synthetic default)")
         console.print(t)
         report.add("Trace replay", table_to_markdown(t))
     else:

@@ -198,15 +198,17 @@ def test_train_command_rejects_an_evaluation_seed_in_one_line(tmp_path):
 
 
 def test_compare_aggregates_runs_beside_the_references_and_plots_curves(sdrl_run, tmp_path):
-    png, js = tmp_path / "curves.png", tmp_path / "cmp.json"
+    png, js, qc = tmp_path / "curves.png", tmp_path / "cmp.json", tmp_path / "qc.png"
     result = CliRunner().invoke(app, ["compare", str(sdrl_run), "--seeds", "1001", "--n-bs", "2", "--out", str(png),
-                                      "--json", str(js)], env={"COLUMNS": "200"})
+                                      "--json", str(js), "--frontier-plot", str(qc)], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
-    for name in ("sdrl", "oracle", "class-aware-lp", "sprout-lp", "co2-only", "base"):
+    for name in ("sdrl", "oracle", "class-aware-lp", "sprout-lp", "co2-only", "base", "vs LP at equal quality"):
         assert name in result.output
-    assert png.stat().st_size > 10_000
+    assert png.stat().st_size > 10_000 and qc.stat().st_size > 10_000
     data = json.loads(js.read_text())
     assert list(data["runs"]) == ["sdrl"] and len(data["references"]) == 5
+    hull = data["lp_frontier"]["hull"]
+    assert len(hull) >= 2 and hull[0]["quality_vs_base_frac"] < hull[-1]["quality_vs_base_frac"]
 
 
 # --- learning --------------------------------------------------------------------------------

@@ -307,18 +307,24 @@ def register_training(app: typer.Typer) -> None:
         seeds: str = typer.Option(",".join(map(str, EVAL_SEEDS)), "--seeds", help="comma-separated evaluation seeds"),
         n_bs: int = typer.Option(8, "--n-bs", min=1, help="base stations per seed"),
         out: Optional[Path] = typer.Option(None, "--out", help="write a PNG of the learning curves (validation seeds)"),
+        frontier_plot: Optional[Path] = typer.Option(
+            None, "--frontier-plot", help="write a PNG of quality against carbon: every run and reference policy "
+                                          "beside the class-aware LP's frontier"),
         json_out: Optional[Path] = typer.Option(None, "--json", help="write every result as JSON"),
         torch_threads: int = typer.Option(1, "--torch-threads", min=1, help="torch.set_num_threads for the actors"),
     ) -> None:
         """Evaluate trained runs on the evaluation seeds, aggregate the seeds of each algorithm (mean
         and spread over runs) and print them beside the reference policies on the same seeds.
 
+        The column "vs LP at equal quality" compares each run with the class-aware LP asked for the
+        run's own quality (the LP's frontier over quality margins, aolo.train.frontier): below 0 the
+        run needs less carbon than the LP for the same quality.
+
         Example: aolo compare runs/default__sdrl__* runs/default__sac__* --out curves.png
         """
         import torch
 
-        from .evaluate import evaluate_policy
-        from .policies import COMPARE_REFERENCES, REFERENCE_POLICIES
+        from .comparison import compare_runs, comparison_table
         from .run import load_run
         from .scenario import get_scenario
         from .simulator import ServiceModel
@@ -335,63 +341,27 @@ def register_training(app: typer.Typer) -> None:
         if len(scenarios) != 1:
             _fail(f"runs: trained on different scenarios ({', '.join(sorted(scenarios))}); compare one at a time")
         model = ServiceModel(get_scenario(scenarios.pop()))
-        groups: dict[str, list] = {}
-        with progress() as bar:
-            refs = [evaluate_policy(REFERENCE_POLICIES[name](), model, seed_list, n_bs=n_bs, progress=bar)
-                    for name in COMPARE_REFERENCES]
-            for run in loaded:
-                groups.setdefault(run.config.algo, []).append(
-                    (run, evaluate_policy(run.policy(), model, seed_list, n_bs=n_bs, progress=bar)))
-        base = next(r for r in refs if r.policy == "base")
-        console().print(compare_table(groups, refs, base, f"scenario {model.scenario.name}, seeds {seed_list}, "
-                                                             f"{n_bs} BS x 1 day; learned: mean ± std over runs"))
+        result = compare_runs(model, loaded, seed_list, n_bs=n_bs)
+        groups = result.groups
+        console().print(comparison_table(result, f"scenario {model.scenario.name}, seeds {seed_list}, "
+                                                 f"{n_bs} BS x 1 day; learned: mean ± std over runs"))
         if json_out is not None:
             json_out.parent.mkdir(parents=True, exist_ok=True)
             json_out.write_text(json.dumps({
                 "scenario": model.scenario.to_dict(), "seeds": seed_list,
                 "runs": {algo: [{"run_dir": str(run.run_dir), "result": res.to_dict()} for run, res in items]
                          for algo, items in groups.items()},
-                "references": [r.to_dict() for r in refs]}, indent=1))
+                "references": [r.to_dict() for r in result.references], "lp_frontier": result.frontier.to_dict()},
+                indent=1))
             typer.echo(f"wrote {json_out}")
         if out is not None:
             from .plots import plot_learning_curves
 
             typer.echo(f"wrote {plot_learning_curves(groups, model, out)}")
+        if frontier_plot is not None:
+            from .plots import plot_quality_carbon
 
-
-def compare_table(groups: dict, refs: list, base, title: str):
-    """A rich table: each algorithm's runs aggregated (mean ± std over runs of the per-run figure),
-    then the reference policies (mean over seeds, [min, max] of the per-seed saving)."""
-    import numpy as np
-    from rich.table import Table
-
-    from .evaluate import summary_row
-
-    table = Table(title=title)
-    for col in ("policy", "runs", "carbon g/req", "saving vs BASE", "quality vs BASE", "late/outage", "outage",
-                "floor viol."):
-        table.add_column(col, justify="left" if col == "policy" else "right")
-    pct = ("saving_vs_base_frac", "quality_vs_base_frac", "latency_violation_frac", "outage_frac",
-           "floor_violation_frac")
-    for algo, items in groups.items():
-        rows = [summary_row(res, base) for _, res in items]
-
-        def ms(key: str, scale: float = 100.0, fmt: str = ".1f") -> str:
-            v = scale * np.array([r[key] for r in rows])
-            sd = v.std(ddof=1) if len(v) > 1 else 0.0
-            return f"{v.mean():{fmt}} ± {sd:{fmt}}"
-
-        table.add_row(algo, str(len(rows)), ms("carbon_g_per_request", 1.0, ".4f"),
-                      *[ms(k, 100.0, ".2f" if k in ("latency_violation_frac", "outage_frac") else ".1f") + "%"
-                        for k in pct])
-    for r in refs:
-        row = summary_row(r, base)
-        table.add_row(r.policy, "-", f"{row['carbon_g_per_request']:.4f}",
-                      f"{100 * row['saving_vs_base_frac']:.1f}% [{100 * row['saving_min_frac']:.1f}, "
-                      f"{100 * row['saving_max_frac']:.1f}]",
-                      f"{100 * row['quality_vs_base_frac']:.1f}%", f"{100 * row['latency_violation_frac']:.2f}%",
-                      f"{100 * row['outage_frac']:.2f}%", f"{100 * row['floor_violation_frac']:.1f}%")
-    return table
+            typer.echo(f"wrote {plot_quality_carbon(result, frontier_plot)}")
 
 
 def register_replay(app: typer.Typer) -> None:

@@ -118,3 +118,34 @@ def plot_learning_curves(groups: dict, model, path: Path) -> Path:
     axes[1].legend(fontsize=8, loc="lower right")
     fig.suptitle(f"Learning curves on validation seeds {val_seeds} ({val_bs} BS x 1 day), scenario {model.scenario.name}")
     return save_figure(fig, path)
+
+
+def plot_quality_carbon(comparison, path: str | Path) -> Path:
+    """Quality against BASE (x, %) against carbon per request (y, g): the class-aware LP's
+    frontier over quality margins as a line, every learned run as a dot, the reference policies as
+    labelled markers. Below the line is better than the LP at the same quality."""
+    from aolo.figures import pyplot, save_figure
+
+    plt = pyplot()
+    colours = {"sdrl": "#c44e52", "sac": "#4c72b0"}
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    hull = comparison.frontier.hull
+    ax.plot([100 * p.quality_vs_base_frac for p in hull], [p.carbon_g_per_request for p in hull], "-",
+            color=REFERENCE_COLOURS["class-aware-lp"], lw=1.5, label="class-aware LP frontier (quality margins)")
+    pts = comparison.frontier.points
+    ax.plot([100 * p.quality_vs_base_frac for p in pts], [p.carbon_g_per_request for p in pts], ".",
+            color=REFERENCE_COLOURS["class-aware-lp"], ms=5)
+    for algo, items in comparison.groups.items():
+        ax.scatter([100 * res.quality_vs_base_frac for _, res in items], [res.carbon_mean_g() for _, res in items],
+                   color=colours.get(algo), s=40, zorder=3, label=f"{algo} ({len(items)} run(s))")
+    for r in comparison.references:
+        x, y = 100 * r.quality_vs_base_frac, r.carbon_mean_g()
+        ax.scatter([x], [y], marker="s", color=REFERENCE_COLOURS.get(r.policy, "k"), s=30, zorder=3)
+        ax.annotate(r.policy, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_yscale("log")
+    ax.set_xlabel("quality vs BASE, %")
+    ax.set_ylabel("carbon per request, g")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title("Quality against carbon on the evaluation seeds")
+    return save_figure(fig, path)

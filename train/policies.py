@@ -103,9 +103,9 @@ def solve_level_mix(cost: np.ndarray, quality: np.ndarray, weight: np.ndarray, f
     b_ub = np.array([-floor_frac * float(weight @ quality[:, 0]) + 1e-9])
     a_eq = np.kron(np.eye(g), np.ones((1, lv)))
     res = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=np.ones(g), bounds=(0, 1), method="highs")
-    if res.status != 0:  # infeasible floor: fall back to always-L0, which meets any floor <= 1
+    if res.status != 0:  # a floor above 1 (a quality margin) can be out of reach: the best quality there is
         x = np.zeros((g, lv))
-        x[:, 0] = 1.0
+        x[np.arange(g), quality.argmax(axis=1)] = 1.0
         return x
     x = np.clip(res.x.reshape(g, lv), 0.0, None)
     return x / x.sum(axis=1, keepdims=True)
@@ -156,13 +156,17 @@ class LPPolicy:
     """Sprout LP (``per_class=False``) or class-aware LP (``per_class=True``), re-solved hourly.
 
     The class mix the LP weighs is the calibration mix (Sprout profiles its workload offline);
-    ``static=True`` solves once on annual means (the static-mix baseline).
+    ``static=True`` solves once on annual means (the static-mix baseline). ``quality_margin`` m
+    asks for more (m > 0) or less quality than the floor, ``1 - xi CI_norm + m``: the family of
+    LPs over m traces the carbon the LP needs for each quality (:mod:`aolo.train.frontier`).
     """
 
-    def __init__(self, per_class: bool, static: bool = False) -> None:
+    def __init__(self, per_class: bool, static: bool = False, quality_margin: float = 0.0) -> None:
         self.per_class = per_class
         self.static = static
-        self.name = "static-mix" if static else ("class-aware-lp" if per_class else "sprout-lp")
+        self.quality_margin = float(quality_margin)
+        name = "static-mix" if static else ("class-aware-lp" if per_class else "sprout-lp")
+        self.name = f"{name}{self.quality_margin:+.2f}" if self.quality_margin else name
 
     def reset(self, sim: BatchSimulator, seed: int) -> None:
         self.model = sim.model
@@ -176,7 +180,7 @@ class LPPolicy:
     def _solve(self, ci_g_per_kwh: float, ci_norm: float) -> np.ndarray:
         s = self.stats
         cost = ci_g_per_kwh * s.carbon_per_ci + s.carbon_fixed_g
-        floor_frac = 1.0 - self.model.scenario.quality_tolerance_xi * ci_norm
+        floor_frac = 1.0 - self.model.scenario.quality_tolerance_xi * ci_norm + self.quality_margin
         if self.per_class:
             return solve_level_mix(cost, s.preference, s.class_mix, floor_frac)
         w = s.class_mix

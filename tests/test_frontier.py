@@ -1,0 +1,59 @@
+"""The class-aware LP's quality-carbon frontier: the hull, interpolation, and the excess of a
+policy over the LP at equal quality."""
+
+import math
+
+import numpy as np
+import pytest
+
+from aolo.train.evaluate import evaluate_policy
+from aolo.train.frontier import Frontier, FrontierPoint, lp_frontier
+from aolo.train.policies import REFERENCE_POLICIES, LPPolicy, solve_level_mix
+from aolo.train.scenario import get_scenario
+from aolo.train.simulator import ServiceModel
+
+
+def _pt(q: float, c: float) -> FrontierPoint:
+    return FrontierPoint(margin=0.0, quality_vs_base_frac=q, carbon_g_per_request=c)
+
+
+def test_hull_drops_points_above_the_line_and_interpolates_between_the_rest():
+    f = Frontier.from_points([_pt(1.0, 0.05), _pt(0.9, 0.03), _pt(0.95, 0.045), _pt(1.1, 0.09)])
+    assert [p.quality_vs_base_frac for p in f.hull] == [0.9, 1.0, 1.1]  # 0.95 lies above the 0.9-1.0 chord
+    assert f.carbon_at(0.95) == pytest.approx(0.04)
+    assert f.carbon_at(1.05) == pytest.approx(0.07)
+    assert math.isnan(f.carbon_at(0.85)) and math.isnan(f.carbon_at(1.2))
+
+
+def test_hull_starts_at_its_cheapest_point_and_needs_two_qualities():
+    f = Frontier.from_points([_pt(0.8, 0.04), _pt(0.9, 0.03), _pt(1.0, 0.05)])
+    assert f.quality_range == (0.9, 1.0)
+    with pytest.raises(ValueError, match="two different qualities"):
+        Frontier.from_points([_pt(0.9, 0.03), _pt(0.9, 0.04)])
+
+
+def test_a_margin_out_of_reach_gives_the_best_quality_mix_not_always_l0():
+    quality = np.array([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]])
+    x = solve_level_mix(np.ones((2, 3)), quality, np.array([0.5, 0.5]), floor_frac=5.0)
+    np.testing.assert_array_equal(x, [[0, 1, 0], [1, 0, 0]])
+
+
+@pytest.fixture(scope="module")
+def tiny_frontier():
+    model = ServiceModel(get_scenario("tiny"))
+    return model, lp_frontier(model, [501], n_bs=4, margins=(-0.1, -0.05, 0.0, 0.05, 0.1))
+
+
+def test_a_larger_margin_buys_quality_with_carbon(tiny_frontier):
+    _, f = tiny_frontier
+    q = [p.quality_vs_base_frac for p in f.points]
+    c = [p.carbon_g_per_request for p in sorted(f.points, key=lambda p: p.margin)]
+    assert q == sorted(q) and c == sorted(c) and q[-1] - q[0] > 0.1
+
+
+def test_the_lp_without_margin_sits_on_its_frontier_and_base_is_far_above_it(tiny_frontier):
+    model, f = tiny_frontier
+    lp = evaluate_policy(LPPolicy(per_class=True), model, [501], n_bs=4)
+    assert 0.0 <= f.excess_frac(lp) < 0.01  # a hull point or just above the hull
+    base = evaluate_policy(REFERENCE_POLICIES["base"](), model, [501], n_bs=4)
+    assert f.excess_frac(base) > 1.0  # always-L0 needs more than twice the LP's carbon for its quality

@@ -1,0 +1,94 @@
+"""Learned runs beside the reference policies on the same seeds: the evaluation behind
+``aolo compare`` and the pipeline's report, and its table.
+
+Runs are grouped by algorithm and shown as mean ± std over runs; each policy is also compared with
+the class-aware LP at its own quality (:mod:`aolo.train.frontier`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from aolo.console import progress
+
+from .evaluate import EvalResult, evaluate_policy, summary_row
+from .frontier import Frontier, lp_frontier
+from .policies import COMPARE_REFERENCES, REFERENCE_POLICIES
+from .simulator import ServiceModel
+
+
+@dataclass
+class Comparison:
+    """Everything evaluated on one set of seeds.
+
+    :param groups: algorithm -> [(TrainedRun, EvalResult)], in the order the runs were given
+    :param references: the :data:`COMPARE_REFERENCES` policies, best first
+    :param frontier: the class-aware LP's quality-carbon frontier
+    """
+
+    groups: dict[str, list[tuple[Any, EvalResult]]]
+    references: list[EvalResult]
+    frontier: Frontier
+
+    @property
+    def base(self) -> EvalResult:
+        return next(r for r in self.references if r.policy == "base")
+
+
+def compare_runs(model: ServiceModel, runs: Sequence[Any], seeds: Iterable[int], n_bs: int = 8) -> Comparison:
+    """Evaluate trained runs (:class:`~aolo.train.run.TrainedRun`), the reference policies and the
+    LP frontier on ``seeds`` x ``n_bs`` base stations x 1 day, with a progress bar."""
+    seeds = list(seeds)
+    groups: dict[str, list] = {}
+    with progress() as bar:
+        refs = [evaluate_policy(REFERENCE_POLICIES[name](), model, seeds, n_bs=n_bs, progress=bar)
+                for name in COMPARE_REFERENCES]
+        for run in runs:
+            groups.setdefault(run.config.algo, []).append(
+                (run, evaluate_policy(run.policy(), model, seeds, n_bs=n_bs, progress=bar)))
+        frontier = lp_frontier(model, seeds, n_bs=n_bs, progress=bar)
+    return Comparison(groups=groups, references=refs, frontier=frontier)
+
+
+def comparison_table(result: Comparison, title: str) -> Any:
+    """A rich table: each algorithm's runs aggregated (mean ± std over runs of the per-run figure),
+    then the reference policies (mean over seeds, [min, max] of the per-seed saving); the last
+    column is each policy's carbon excess over the class-aware LP at its own quality."""
+    from rich.table import Table
+
+    base, frontier = result.base, result.frontier
+    table = Table(title=title)
+    for col in ("policy", "runs", "carbon g/req", "saving vs BASE", "quality vs BASE", "late/outage", "outage",
+                "floor viol.", "vs LP at equal quality"):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+
+    def excess(results: list[EvalResult]) -> str:
+        v = 100.0 * np.array([frontier.excess_frac(r) for r in results])
+        if np.isnan(v).any():
+            return "outside the LP's range"
+        return f"{v.mean():+.1f}" + (f" ± {v.std(ddof=1):.1f}%" if len(v) > 1 else "%")
+
+    pct = ("saving_vs_base_frac", "quality_vs_base_frac", "latency_violation_frac", "outage_frac",
+           "floor_violation_frac")
+    for algo, items in result.groups.items():
+        rows = [summary_row(res, base) for _, res in items]
+
+        def ms(key: str, scale: float = 100.0, fmt: str = ".1f") -> str:
+            v = scale * np.array([r[key] for r in rows])
+            sd = v.std(ddof=1) if len(v) > 1 else 0.0
+            return f"{v.mean():{fmt}} ± {sd:{fmt}}"
+
+        table.add_row(algo, str(len(rows)), ms("carbon_g_per_request", 1.0, ".4f"),
+                      *[ms(k, 100.0, ".2f" if k in ("latency_violation_frac", "outage_frac") else ".1f") + "%"
+                        for k in pct], excess([res for _, res in items]))
+    for r in result.references:
+        row = summary_row(r, base)
+        table.add_row(r.policy, "-", f"{row['carbon_g_per_request']:.4f}",
+                      f"{100 * row['saving_vs_base_frac']:.1f}% [{100 * row['saving_min_frac']:.1f}, "
+                      f"{100 * row['saving_max_frac']:.1f}]",
+                      f"{100 * row['quality_vs_base_frac']:.1f}%", f"{100 * row['latency_violation_frac']:.2f}%",
+                      f"{100 * row['outage_frac']:.2f}%", f"{100 * row['floor_violation_frac']:.1f}%", excess([r]))
+    return table
