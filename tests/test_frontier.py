@@ -57,3 +57,23 @@ def test_the_lp_without_margin_sits_on_its_frontier_and_base_is_far_above_it(tin
     assert 0.0 <= f.excess_frac(lp) < 0.01  # a hull point or just above the hull
     base = evaluate_policy(REFERENCE_POLICIES["base"](), model, [501], n_bs=4)
     assert f.excess_frac(base) > 1.0  # always-L0 needs more than twice the LP's carbon for its quality
+
+
+def test_the_class_lagrangian_rule_runs_from_cheapest_to_best_quality_level(tiny_frontier):
+    from aolo.train.policies import ClassLagrangianPolicy, calibrate
+    from aolo.train.simulator import BatchSimulator, observe
+
+    model, _ = tiny_frontier
+    stats = calibrate(model)
+    sim = BatchSimulator(model, n_bs=64, seed=501)
+    ctx = sim.reset(seed=501)
+    levels = {}
+    for m in (0.0, 100.0):
+        policy = ClassLagrangianPolicy(m)
+        policy.reset(sim, 501)
+        levels[m] = policy.decide(ctx, observe(ctx))[0]
+    cost = ctx.ci_g_per_kwh[:, None] * stats.carbon_per_ci[ctx.task_class] + stats.carbon_fixed_g[ctx.task_class]
+    np.testing.assert_array_equal(levels[0.0], cost.argmin(axis=1))
+    np.testing.assert_array_equal(levels[100.0], stats.preference[ctx.task_class].argmax(axis=1))
+    with pytest.raises(ValueError, match="multiplier"):
+        ClassLagrangianPolicy(-1.0)

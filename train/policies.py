@@ -204,6 +204,31 @@ class LPPolicy:
         return level, _closed_form_power(self.model, ctx, level, self.stats)
 
 
+class ClassLagrangianPolicy:
+    """The best class-only rule in expectation: per request, the level maximising
+    ``multiplier * P(pref = level | class) - E[C | class, level, CI] / C_ref`` (one multiplier for
+    the whole day), at the LP's closed-form power. It spends quality in the hours where carbon is
+    cheap instead of meeting each hour's floor; the multiplier sets the quality it buys. A yardstick
+    for what a learned actor that sees the class can gain over the LP, not a tuned controller.
+    """
+
+    def __init__(self, multiplier: float) -> None:
+        if multiplier < 0:
+            raise ValueError(f"ClassLagrangianPolicy: multiplier must be >= 0, got {multiplier}")
+        self.multiplier = float(multiplier)
+        self.name = f"class-lagrangian-{self.multiplier:g}"
+
+    def reset(self, sim: BatchSimulator, seed: int) -> None:
+        self.model = sim.model
+        self.stats = calibrate(sim.model)
+
+    def decide(self, ctx: RequestContext, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s, c = self.stats, ctx.task_class
+        carbon = ctx.ci_g_per_kwh[:, None] * s.carbon_per_ci[c] + s.carbon_fixed_g[c]
+        level = np.argmax(self.multiplier * s.preference[c] - carbon / self.model.carbon_ref_g, axis=1)
+        return level.astype(np.int64), _closed_form_power(self.model, ctx, level, self.stats)
+
+
 class OraclePolicy:
     """Per-request oracle: knows every request's outcome at every level and its realised fading.
 
