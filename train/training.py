@@ -66,7 +66,9 @@ class TrainConfig:
     gradient_steps: int = 1
     """Gradient steps per round of updates (SB3 semantics; -1: as many as vector steps x n_envs collected)."""
     learning_rate: float = 3e-4
-    """Adam learning rate of actor, critics and entropy coefficient."""
+    """Adam learning rate of actor, critics and entropy coefficient (at the start of the run)."""
+    learning_rate_end: float | None = None
+    """Learning rate at the end of the run, reached linearly from learning_rate (None: constant)."""
     gamma: float = 0.99
     """Discount per request (0.99: a horizon of about 100 requests, half the quality window)."""
     tau: float = 0.005
@@ -129,6 +131,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.gradient_steps must be >= 1 or -1, got {self.gradient_steps}")
         if not 0 < self.gamma <= 1 or not 0 < self.tau <= 1 or self.learning_rate <= 0 or self.reward_scale <= 0:
             raise ValueError("TrainConfig: gamma and tau in (0, 1], learning_rate and reward_scale > 0")
+        if self.learning_rate_end is not None and not 0 < self.learning_rate_end <= self.learning_rate:
+            raise ValueError(f"TrainConfig.learning_rate_end must be in (0, learning_rate], got {self.learning_rate_end}")
         if self.quality_bonus < 0 or self.deficit_bonus < 0:
             raise ValueError("TrainConfig: quality_bonus and deficit_bonus must be >= 0")
         if not self.eval_seeds:
@@ -399,11 +403,25 @@ def make_monitor(config: TrainConfig, run_dir: Path, env: Any, show_progress: bo
 # =============================================================================================
 # The run
 # =============================================================================================
+@dataclass(frozen=True)
+class LinearSchedule:
+    """SB3 schedule: ``start`` at the beginning of training, ``end`` at its end (a picklable callable)."""
+
+    start: float
+    end: float
+
+    def __call__(self, progress_remaining: float) -> float:
+        return self.end + (self.start - self.end) * progress_remaining
+
+
 def sac_kwargs(config: TrainConfig) -> dict[str, Any]:
     """The :class:`stable_baselines3.SAC` arguments of a config (everything but policy, env, seed)."""
     ent: Any = config.ent_coef if config.ent_coef.startswith("auto") else float(config.ent_coef)
+    lr: Any = config.learning_rate
+    if config.learning_rate_end is not None:
+        lr = LinearSchedule(config.learning_rate, config.learning_rate_end)
     return dict(
-        learning_rate=config.learning_rate, buffer_size=config.buffer_size,
+        learning_rate=lr, buffer_size=config.buffer_size,
         learning_starts=config.learning_starts, batch_size=config.batch_size, tau=config.tau, gamma=config.gamma,
         train_freq=config.train_freq, gradient_steps=config.gradient_steps, ent_coef=ent,
         target_entropy=config.target_entropy if config.target_entropy is not None else "auto",
