@@ -63,9 +63,10 @@ class ServiceVecEnv(VecEnv):
     :param n_envs: base stations stepped at once
     :param model: a prebuilt :class:`ServiceModel` of ``scenario`` (its calibration is reused)
     :param seed: simulator seed used when SB3 has not called :meth:`seed`
-    :param quality_bonus: training-only shaping lambda >= 0: each reward gains
-        ``lambda * (q_i - (1 - xi CI_norm_i) q0_i)``, the request's share of Sprout's average-quality
-        constraint E[q] >= (1 - xi CI_norm) E[q0] (its Lagrangian term); 0 leaves the reward as is
+    :param quality_bonus: training-only shaping lambda >= 0: each reward gains ``lambda * q_i``, the
+        part of the request's Lagrangian term ``lambda * (q_i - (1 - xi CI_norm_i) q0_i)`` of Sprout's
+        average-quality constraint E[q] >= (1 - xi CI_norm) E[q0] that the action changes; the q0 part
+        is left out because it only adds noise to the critic's targets; 0 leaves the reward as is
     :param deficit_bonus: training-only kappa >= 0 making the multiplier state-dependent,
         ``lambda_t = quality_bonus + kappa max(0, floor_t - Q_roll_t)`` with the deficit before the
         request: a Lagrange multiplier that rises while the floor is violated (0: constant lambda)
@@ -135,8 +136,7 @@ class ServiceVecEnv(VecEnv):
         reward = out.reward
         if self.quality_bonus or self.deficit_bonus:
             multiplier = self.quality_bonus + self.deficit_bonus * deficit_before
-            floor_frac = 1.0 - self.scenario.quality_tolerance_xi * out.ci_norm
-            reward = reward + multiplier * (out.quality - floor_frac * out.quality_base)
+            reward = reward + multiplier * out.quality
         return (self.reward_scale * reward).astype(np.float32)
 
     def step_async(self, actions: np.ndarray) -> None:
