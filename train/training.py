@@ -67,10 +67,13 @@ class TrainConfig:
     """Gradient steps per round of updates (SB3 semantics; -1: as many as vector steps x n_envs collected)."""
     learning_rate: float = 3e-4
     """Adam learning rate of actor, critics and entropy coefficient (at the start of the run)."""
-    learning_rate_end: float | None = None
-    """Learning rate at the end of the run, reached linearly from learning_rate (None: constant)."""
-    gamma: float = 0.99
-    """Discount per request (0.99: a horizon of about 100 requests, half the quality window)."""
+    learning_rate_end: float | None = 3e-5
+    """Learning rate at the end of the run, reached linearly from learning_rate (None: constant).
+    Annealing to 3e-5 narrowed the seed-to-seed spread of quality on the validation seeds."""
+    gamma: float = 0.5
+    """Discount per request. Requests are independent but for the rolling quality window, so a short
+    horizon keeps the critic's targets close to the request's own reward: on validation seeds, 0.5
+    put SDRL within about 1% of the LP frontier where 0.99 left it 3-4% above."""
     tau: float = 0.005
     """Polyak coefficient of the target critics."""
     ent_coef: str = "auto_0.1"
@@ -88,10 +91,11 @@ class TrainConfig:
     """Override of the scenario's lambda_Q (reward per unit of quality below the floor); None: scenario's."""
     latency_penalty: float | None = None
     """Override of the scenario's lambda_T (reward per deadline miss or outage); None: scenario's."""
-    quality_bonus: float = 2.4
-    """Training-only Lagrangian term lambda * (q_i - (1 - xi CI_norm) q0_i) added to each reward: the
-    per-request share of Sprout's average-quality constraint (0: off). 2.4 was chosen on the validation
-    seeds as the smallest tried that kept floor violations at or below the class-aware LP's."""
+    quality_bonus: float = 2.2
+    """Training-only Lagrange multiplier lambda: each reward gains lambda * q_i, the action's part of the
+    request's share of Sprout's average-quality constraint (0: off). It sets the quality bought; 2.2
+    was chosen on the validation seeds to land near BASE's quality with floor violations below the
+    class-aware LP's."""
     deficit_bonus: float = 0.0
     """Training-only kappa: the bonus multiplier becomes quality_bonus + kappa * max(0, floor - Q_roll),
     a Lagrange multiplier that rises while the quality floor is violated (0: constant)."""
