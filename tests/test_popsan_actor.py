@@ -151,3 +151,31 @@ def test_learn_runs_a_few_hundred_pendulum_steps(algo: str) -> None:
     assert model.num_timesteps == 300 and model._n_updates >= 200
     after = list(model.policy.actor.parameters())
     assert all(not torch.equal(b, a) for b, a in zip(before, after)), "every actor parameter should be trained"
+
+
+def test_encoder_init_from_ranges_spreads_each_dimension_over_its_own_range() -> None:
+    from aolo.train.popsan import PopulationEncoder
+
+    enc = PopulationEncoder(obs_dim=3, pop=5, mean_range=(-3.0, 3.0), std_init=0.4)
+    enc.init_from_ranges(torch.tensor([0.0, 0.6, 2.0]), torch.tensor([1.0, 0.7, 2.0]), width_per_spacing=0.5)
+    torch.testing.assert_close(enc.mean[0], torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0]))
+    torch.testing.assert_close(enc.mean[1], torch.linspace(0.6, 0.7, 5))
+    torch.testing.assert_close(enc.mean[2], torch.linspace(2.0, 3.0, 5))  # a constant input: a unit range
+    torch.testing.assert_close(enc.std[:, 0], torch.tensor([0.125, 0.0125, 0.125]))
+    # a narrow input now moves spike counts: across 0.6-0.7 the population's code changes
+    spikes = [torch.stack(enc(torch.tensor([[0.5, x, 2.0]]), timesteps=5)).sum(0) for x in (0.6, 0.65, 0.7)]
+    assert len({tuple(s[0, 5:10].tolist()) for s in spikes}) == 3
+
+
+def test_observed_observation_range_covers_a_day_on_the_calibration_seed() -> None:
+    from aolo.runtime.policy_io import OBS_FIELDS
+    from aolo.train.scenario import get_scenario
+    from aolo.train.simulator import ServiceModel
+    from aolo.train.training import observed_observation_range
+
+    low, high = observed_observation_range(ServiceModel(get_scenario("tiny")), n_bs=4)
+    names = [n for n, _ in OBS_FIELDS]
+    assert low.shape == high.shape == (len(names),) and np.all(low <= high)
+    for onehot in (i for i, n in enumerate(names) if n.startswith("class_")):
+        assert (low[onehot], high[onehot]) == (0.0, 1.0)
+    assert high[names.index("ci_g_per_kwh_scaled")] - low[names.index("ci_g_per_kwh_scaled")] < 0.3

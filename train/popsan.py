@@ -80,6 +80,23 @@ class PopulationEncoder(nn.Module):
         # enough to flip a regular spike whose voltage sits at vth).
         return torch.exp((-0.5 * z * z).double()).to(z.dtype).reshape(obs.shape[0], -1)
 
+    @torch.no_grad()
+    def init_from_ranges(self, low: torch.Tensor, high: torch.Tensor, width_per_spacing: float) -> None:
+        """Re-initialise every dimension's means evenly over [low, high] with width
+        ``width_per_spacing`` x their spacing (a dimension with ``high <= low`` gets a unit range).
+
+        :param low: (obs_dim,) float
+        :param high: (obs_dim,) float
+        """
+        low = torch.as_tensor(low, dtype=torch.float32)
+        high = torch.as_tensor(high, dtype=torch.float32)
+        high = torch.where(high > low, high, low + 1.0)
+        pop = self.mean.shape[1]
+        frac = torch.linspace(0.0, 1.0, pop) if pop > 1 else torch.full((1,), 0.5)
+        self.mean.copy_(low[:, None] + (high - low)[:, None] * frac[None, :])
+        spacing = (high - low) / max(pop - 1, 1)
+        self.std.copy_((width_per_spacing * spacing)[:, None].expand_as(self.std))
+
     def forward(self, obs: torch.Tensor, timesteps: int) -> list[torch.Tensor]:
         """Regular spike trains.
 

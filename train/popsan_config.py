@@ -34,9 +34,17 @@ class PopSANConfig:
     threshold: float = 0.5
     """Firing threshold of the CubaLIF neurons (PopSAN ``NEURON_VTH`` = 0.5)."""
     encoder_mean_range: tuple[float, float] = (-3.0, 3.0)
-    """Initial receptive-field means, evenly spaced over this range per observation dim (PopSAN)."""
+    """Initial receptive-field means, evenly spaced over this range per observation dim (PopSAN);
+    used when encoder_init is 'range'."""
     encoder_std_init: float = math.sqrt(0.15)
-    """Initial receptive-field width in observation units (PopSAN: sqrt(0.15))."""
+    """Initial receptive-field width in observation units (PopSAN: sqrt(0.15)); with encoder_init
+    'observed' the width keeps the same ratio to the spacing of the means."""
+    encoder_init: Literal["range", "observed"] = "range"
+    """'range': PopSAN's encoder_mean_range for every dimension; 'observed': each dimension's means
+    span its 1st-99th percentile on a calibration rollout of the training scenario, so that narrow
+    inputs (CI / 500 moves within 0.59-0.72 in Texas) reach more neurons. On validation seeds
+    'observed' did not help (SDRL +1.2 +- 0.3% over the LP at equal quality, 2 seeds, against
+    +0.6 +- 0.6% for 'range', 3 seeds)."""
     surrogate: Literal["atan", "fast_sigmoid"] = "atan"
     """snntorch surrogate gradient of the CubaLIF spikes; atan (alpha=2) is wide, like PopSAN's
     rectangular window |v - vth| < 0.5."""
@@ -55,6 +63,8 @@ class PopSANConfig:
                 raise ValueError(f"PopSANConfig.{name} is a decay in [0, 1], got {getattr(self, name)}")
         if self.threshold <= 0 or self.encoder_std_init <= 0:
             raise ValueError("PopSANConfig.threshold and encoder_std_init must be > 0")
+        if self.encoder_init not in ("observed", "range"):
+            raise ValueError(f"PopSANConfig.encoder_init must be 'observed' or 'range', got {self.encoder_init!r}")
         if self.surrogate not in ("atan", "fast_sigmoid"):
             raise ValueError(f"PopSANConfig.surrogate must be 'atan' or 'fast_sigmoid', got {self.surrogate!r}")
 
