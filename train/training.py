@@ -427,23 +427,14 @@ def observed_observation_range(model: Any, n_bs: int = 8) -> tuple[np.ndarray, n
     return np.percentile(obs, 1, axis=0), np.percentile(obs, 99, axis=0)
 
 
-@dataclass(frozen=True)
-class LinearSchedule:
-    """SB3 schedule: ``start`` at the beginning of training, ``end`` at its end (a picklable callable)."""
-
-    start: float
-    end: float
-
-    def __call__(self, progress_remaining: float) -> float:
-        return self.end + (self.start - self.end) * progress_remaining
-
-
 def sac_kwargs(config: TrainConfig) -> dict[str, Any]:
     """The :class:`stable_baselines3.SAC` arguments of a config (everything but policy, env, seed)."""
     ent: Any = config.ent_coef if config.ent_coef.startswith("auto") else float(config.ent_coef)
+    from stable_baselines3.common.utils import LinearSchedule
+
     lr: Any = config.learning_rate
     if config.learning_rate_end is not None:
-        lr = LinearSchedule(config.learning_rate, config.learning_rate_end)
+        lr = LinearSchedule(config.learning_rate, config.learning_rate_end, end_fraction=1.0)
     return dict(
         learning_rate=lr, buffer_size=config.buffer_size,
         learning_starts=config.learning_starts, batch_size=config.batch_size, tau=config.tau, gamma=config.gamma,
