@@ -220,16 +220,23 @@ def test_compare_aggregates_runs_beside_the_references_and_plots_curves(sdrl_run
 
 
 # --- learning --------------------------------------------------------------------------------
-def test_a_tiny_sac_run_beats_random_actions_at_equal_or_better_quality(tmp_path, tiny_model):
-    # Budget measured on validation seeds 501, 502 (8 BS): at 10k steps SAC seeds 0, 1, 2 all beat
-    # random (about half its carbon, quality 0.90-0.96 vs 0.87); at 4k steps quality was below
-    # random for 2 of 3 seeds. SDRL needs more steps (see test below).
-    run_dir = train(tiny_config(tmp_path, algo="sac", steps=10_000, n_envs=8, learning_starts=1_000,
+def _tiny_run_and_random(tmp_path: Path, tiny_model: ServiceModel, algo: str, steps: int) -> tuple[dict, dict]:
+    """Train ``algo`` on the tiny scenario; summary rows of the run and of random actions on the
+    validation seeds (8 BS)."""
+    run_dir = train(tiny_config(tmp_path, algo=algo, steps=steps, n_envs=8, learning_starts=1_000,
                                 batch_size=256, quality_bonus=2.4, ent_coef="auto_0.1"), show_progress=False)
     seeds = (501, 502)
     base = evaluate_policy(BasePolicy(), tiny_model, seeds, n_bs=8)
     rand = summary_row(evaluate_policy(RandomPolicy(), tiny_model, seeds, n_bs=8), base)
     learned = summary_row(evaluate_policy(load_run(run_dir).policy(), tiny_model, seeds, n_bs=8), base)
+    return learned, rand
+
+
+def test_a_tiny_sac_run_beats_random_actions_at_equal_or_better_quality(tmp_path, tiny_model):
+    # Budget measured on validation seeds 501, 502 (8 BS): at 10k steps SAC seeds 0, 1, 2 all beat
+    # random (about half its carbon, quality 0.90-0.96 vs 0.87); at 4k steps quality was below
+    # random for 2 of 3 seeds. SDRL needs more steps (see test below).
+    learned, rand = _tiny_run_and_random(tmp_path, tiny_model, "sac", steps=10_000)
     assert learned["carbon_g_per_request"] < 0.75 * rand["carbon_g_per_request"]
     assert learned["quality_vs_base_frac"] >= rand["quality_vs_base_frac"]
     assert learned["latency_violation_frac"] <= rand["latency_violation_frac"]
@@ -240,12 +247,7 @@ def test_a_tiny_sdrl_run_beats_random_actions_at_equal_or_better_quality(tmp_pat
     # SDRL learns more slowly per step than SAC: at 10k steps seed 2 was still below random's
     # quality (0.83 vs 0.87); at 16k steps seeds 0, 1, 2 all beat it (carbon 0.058-0.060 g vs
     # 0.085 g, quality 1.03 vs 0.87), about 60 s per run on one core.
-    run_dir = train(tiny_config(tmp_path, algo="sdrl", steps=16_000, n_envs=8, learning_starts=1_000,
-                                batch_size=256, quality_bonus=2.4, ent_coef="auto_0.1"), show_progress=False)
-    seeds = (501, 502)
-    base = evaluate_policy(BasePolicy(), tiny_model, seeds, n_bs=8)
-    rand = summary_row(evaluate_policy(RandomPolicy(), tiny_model, seeds, n_bs=8), base)
-    learned = summary_row(evaluate_policy(load_run(run_dir).policy(), tiny_model, seeds, n_bs=8), base)
+    learned, rand = _tiny_run_and_random(tmp_path, tiny_model, "sdrl", steps=16_000)
     assert learned["carbon_g_per_request"] < 0.85 * rand["carbon_g_per_request"]
     assert learned["quality_vs_base_frac"] >= rand["quality_vs_base_frac"]
     assert learned["latency_violation_frac"] <= rand["latency_violation_frac"]
