@@ -153,29 +153,36 @@ def test_learn_runs_a_few_hundred_pendulum_steps(algo: str) -> None:
     assert all(not torch.equal(b, a) for b, a in zip(before, after)), "every actor parameter should be trained"
 
 
-def test_encoder_init_from_ranges_spreads_each_dimension_over_its_own_range() -> None:
+def test_encoder_standardize_reads_range_and_width_in_each_dimensions_standard_deviations() -> None:
     from aolo.train.popsan import PopulationEncoder
 
     enc = PopulationEncoder(obs_dim=3, pop=5, mean_range=(-3.0, 3.0), std_init=0.4)
-    enc.init_from_ranges(torch.tensor([0.0, 0.6, 2.0]), torch.tensor([1.0, 0.7, 2.0]), width_per_spacing=0.5)
-    torch.testing.assert_close(enc.mean[0], torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0]))
-    torch.testing.assert_close(enc.mean[1], torch.linspace(0.6, 0.7, 5))
-    torch.testing.assert_close(enc.mean[2], torch.linspace(2.0, 3.0, 5))  # a constant input: a unit range
-    torch.testing.assert_close(enc.std[:, 0], torch.tensor([0.125, 0.0125, 0.125]))
-    # a narrow input now moves spike counts: across 0.6-0.7 the population's code changes
-    spikes = [torch.stack(enc(torch.tensor([[0.5, x, 2.0]]), timesteps=5)).sum(0) for x in (0.6, 0.65, 0.7)]
-    assert len({tuple(s[0, 5:10].tolist()) for s in spikes}) == 3
+    wide = enc(torch.tensor([[0.0, 0.6, 2.0], [0.0, 0.7, 2.0]]), timesteps=5)
+    enc.standardize(torch.tensor([0.0, 0.65, 2.0]), torch.tensor([1.0, 0.05, 0.0]))
+    torch.testing.assert_close(enc.mean[0], torch.linspace(-3.0, 3.0, 5))  # already standard
+    torch.testing.assert_close(enc.mean[1], 0.65 + 0.05 * torch.linspace(-3.0, 3.0, 5))
+    torch.testing.assert_close(enc.mean[2], torch.linspace(-3.0, 3.0, 5))  # a constant input keeps its fields
+    torch.testing.assert_close(enc.std[:, 0], torch.tensor([0.4, 0.02, 0.4]))
+    # a narrow input hardly moved PopSAN's spike counts; standardised, its population's code changes
+    def counts(fields, x):
+        return tuple(torch.stack(fields).sum(0)[x, 5:10].tolist())
+    narrow = enc(torch.tensor([[0.0, 0.6, 2.0], [0.0, 0.7, 2.0]]), timesteps=5)
+    assert sum(abs(a - b) for a, b in zip(counts(wide, 0), counts(wide, 1))) <= 2
+    assert sum(abs(a - b) for a, b in zip(counts(narrow, 0), counts(narrow, 1))) >= 4
 
 
-def test_observed_observation_range_covers_a_day_on_the_calibration_seed() -> None:
+def test_observation_stats_come_from_a_calibration_day_served_by_the_class_aware_lp() -> None:
     from aolo.runtime.policy_io import OBS_FIELDS
     from aolo.train.scenario import get_scenario
     from aolo.train.simulator import ServiceModel
-    from aolo.train.training import observed_observation_range
+    from aolo.train.training import observation_stats
 
-    low, high = observed_observation_range(ServiceModel(get_scenario("tiny")), n_bs=4)
+    mean, std = observation_stats(ServiceModel(get_scenario("tiny")), n_bs=4)
     names = [n for n, _ in OBS_FIELDS]
-    assert low.shape == high.shape == (len(names),) and np.all(low <= high)
-    for onehot in (i for i, n in enumerate(names) if n.startswith("class_")):
-        assert (low[onehot], high[onehot]) == (0.0, 1.0)
-    assert high[names.index("ci_g_per_kwh_scaled")] - low[names.index("ci_g_per_kwh_scaled")] < 0.3
+    assert mean.shape == std.shape == (len(names),) and np.all(std >= 0)
+    classes = [i for i, n in enumerate(names) if n.startswith("class_")]
+    assert mean[classes].sum() == pytest.approx(1.0, abs=1e-5) and np.all(std[classes] > 0)
+    # the LP holds the quality window near its floor, so the slack's spread is a few points
+    slack = names.index("quality_slack")
+    assert abs(mean[slack]) < 0.1 and 0 < std[slack] < 0.2
+    assert std[names.index("ci_g_per_kwh_scaled")] < 0.1

@@ -81,21 +81,22 @@ class PopulationEncoder(nn.Module):
         return torch.exp((-0.5 * z * z).double()).to(z.dtype).reshape(obs.shape[0], -1)
 
     @torch.no_grad()
-    def init_from_ranges(self, low: torch.Tensor, high: torch.Tensor, width_per_spacing: float) -> None:
-        """Re-initialise every dimension's means evenly over [low, high] with width
-        ``width_per_spacing`` x their spacing (a dimension with ``high <= low`` gets a unit range).
+    def standardize(self, obs_mean: torch.Tensor, obs_std: torch.Tensor) -> None:
+        """Read the current means and widths in units of each dimension's standard deviation
+        around its mean: ``mean <- obs_mean + obs_std * mean``, ``std <- obs_std * std``, so that
+        PopSAN's range, meant for standardised inputs, covers each input where it varies. A
+        dimension with ``obs_std <= 0`` keeps its parameters.
 
-        :param low: (obs_dim,) float
-        :param high: (obs_dim,) float
+        :param obs_mean: (obs_dim,) float, observation units
+        :param obs_std: (obs_dim,) float, observation units
         """
-        low = torch.as_tensor(low, dtype=torch.float32)
-        high = torch.as_tensor(high, dtype=torch.float32)
-        high = torch.where(high > low, high, low + 1.0)
-        pop = self.mean.shape[1]
-        frac = torch.linspace(0.0, 1.0, pop) if pop > 1 else torch.full((1,), 0.5)
-        self.mean.copy_(low[:, None] + (high - low)[:, None] * frac[None, :])
-        spacing = (high - low) / max(pop - 1, 1)
-        self.std.copy_((width_per_spacing * spacing)[:, None].expand_as(self.std))
+        obs_mean = torch.as_tensor(obs_mean, dtype=torch.float32)
+        obs_std = torch.as_tensor(obs_std, dtype=torch.float32)
+        varies = obs_std > 0
+        scale = torch.where(varies, obs_std, torch.ones_like(obs_std))[:, None]
+        shift = torch.where(varies, obs_mean, torch.zeros_like(obs_mean))[:, None]
+        self.mean.copy_(shift + scale * self.mean)
+        self.std.copy_(scale * self.std)
 
     def forward(self, obs: torch.Tensor, timesteps: int) -> list[torch.Tensor]:
         """Regular spike trains.

@@ -407,24 +407,26 @@ def make_monitor(config: TrainConfig, run_dir: Path, env: Any, show_progress: bo
 # =============================================================================================
 # The run
 # =============================================================================================
-def observed_observation_range(model: Any, n_bs: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """1st and 99th percentile of every observation dimension, (OBS_DIM,) each, over one episode
-    of ``n_bs`` base stations served with uniformly random actions on the calibration seed (never a
-    training, validation or evaluation seed). What PopSAN's encoder spreads its means over."""
-    from aolo.runtime.policy_io import action_to_decision
-
+def observation_stats(model: Any, n_bs: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of every observation dimension, (OBS_DIM,) each, over one day
+    of ``n_bs`` base stations served by the class-aware LP on the calibration seed (never a
+    training, validation or evaluation seed). The LP keeps the quality window near its floor, as a
+    trained actor does; random actions would not (their quality slack sits 0.05 lower)."""
+    from .policies import LPPolicy
     from .simulator import CALIBRATION_SEED, BatchSimulator, observe
 
     sim = BatchSimulator(model, n_bs=n_bs, seed=CALIBRATION_SEED)
     ctx = sim.reset(seed=CALIBRATION_SEED)
-    rng = np.random.default_rng(CALIBRATION_SEED)
+    policy = LPPolicy(per_class=True)
+    policy.reset(sim, CALIBRATION_SEED)
     seen = []
     while (sim.episode_count < 2).any():  # every BS through its first episode
-        seen.append(observe(ctx))
-        sim.step(*action_to_decision(rng.uniform(-1.0, 1.0, (n_bs, 2)), model.link.p_min_w, model.link.p_max_w))
+        obs = observe(ctx)
+        seen.append(obs)
+        sim.step(*policy.decide(ctx, obs))
         ctx = sim.context
     obs = np.concatenate(seen)
-    return np.percentile(obs, 1, axis=0), np.percentile(obs, 99, axis=0)
+    return obs.mean(axis=0), obs.std(axis=0)
 
 
 def sac_kwargs(config: TrainConfig) -> dict[str, Any]:
@@ -507,11 +509,8 @@ def train(config: TrainConfig, resume: str | Path | None = None, show_progress: 
     if resume is None:
         model = make_sac(config.algo, env, seed=config.seed, popsan=config.popsan if config.algo == "sdrl" else None,
                          **sac_kwargs(config))
-        if config.algo == "sdrl" and config.popsan.encoder_init == "observed":
-            p = config.popsan
-            low, high = observed_observation_range(env.model)
-            spacing = (p.encoder_mean_range[1] - p.encoder_mean_range[0]) / max(p.pop_per_obs_dim - 1, 1)
-            model.actor.popsan.encoder.init_from_ranges(low, high, p.encoder_std_init / spacing)
+        if config.algo == "sdrl" and config.popsan.encoder_init == "standardized":
+            model.actor.popsan.encoder.standardize(*observation_stats(env.model))
     else:
         model = SAC.load(run_dir / MODEL_FILE, env=env, device="cpu")
         if config.save_replay_buffer and (run_dir / REPLAY_FILE).is_file():
