@@ -12,7 +12,9 @@ from .evaluate import EvalResult
 LEVEL_COLOURS = ("#4c72b0", "#55a868", "#c44e52")
 REFERENCE_COLOURS = {"oracle": "#2ca02c", "class-aware-lp": "#9467bd", "sprout-lp": "#ff7f0e", "co2-only": "#8c564b",
                      "base": "#7f7f7f"}
-"""Line colours of the reference policies in the learning-curve plot (sdrl is red, sac blue)."""
+"""Colours of the reference policies in both plots."""
+ALGO_COLOURS = {"sdrl": "#c44e52", "sac": "#4c72b0"}
+"""Colours of the learned runs by algorithm in both plots."""
 
 
 def plot_level_mix_vs_ci(results: Sequence[EvalResult], path: str | Path) -> Path:
@@ -95,7 +97,6 @@ def plot_learning_curves(groups: dict, model, path: Path) -> Path:
             for name in COMPARE_REFERENCES}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     keys = (("carbon_g_per_request", "carbon per request, g", 1.0), ("quality_vs_base_frac", "quality vs BASE, %", 100.0))
-    colours = {"sdrl": "#c44e52", "sac": "#4c72b0"}
     for ax, (key, label, scale) in zip(axes, keys):
         for algo, items in groups.items():
             curves = [read_evaluations(run.run_dir) for run, _ in items]
@@ -105,7 +106,7 @@ def plot_learning_curves(groups: dict, model, path: Path) -> Path:
             grid = np.array([e["step"] for e in curves[0]], dtype=float)
             ys = np.array([np.interp(grid, [e["step"] for e in c], [scale * e["summary"][key] for e in c])
                            for c in curves])
-            colour = colours.get(algo)
+            colour = ALGO_COLOURS.get(algo)
             ax.plot(grid, ys.mean(axis=0), color=colour, lw=2, label=f"{algo} (mean of {len(curves)})")
             ax.fill_between(grid, ys.min(axis=0), ys.max(axis=0), color=colour, alpha=0.2)
         for name, res in refs.items():
@@ -128,7 +129,6 @@ def plot_quality_carbon(comparison, path: str | Path) -> Path:
     from aolo.figures import pyplot, save_figure
 
     plt = pyplot()
-    colours = {"sdrl": "#c44e52", "sac": "#4c72b0"}
     frontier = comparison.frontier
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.5))
     hull, pts = frontier.hull, frontier.points
@@ -143,9 +143,9 @@ def plot_quality_carbon(comparison, path: str | Path) -> Path:
             color=lp_colour, ms=5, label="LP at one margin")
     for algo, items in comparison.groups.items():
         q = [100 * res.quality_vs_base_frac for _, res in items]
-        ax.scatter(q, [res.carbon_mean_g() for _, res in items], color=colours.get(algo), s=40, zorder=3,
+        ax.scatter(q, [res.carbon_mean_g() for _, res in items], color=ALGO_COLOURS.get(algo), s=40, zorder=3,
                    label=f"{algo} ({len(items)} run(s))")
-        bx.scatter(q, [100 * frontier.excess_frac(res) for _, res in items], color=colours.get(algo), s=40,
+        bx.scatter(q, [100 * frontier.excess_frac(res) for _, res in items], color=ALGO_COLOURS.get(algo), s=40,
                    zorder=3, label=f"{algo} ({len(items)} run(s))")
     for r in comparison.references:
         x, y, e = 100 * r.quality_vs_base_frac, r.carbon_mean_g(), 100 * frontier.excess_frac(r)

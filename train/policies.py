@@ -55,6 +55,17 @@ class LevelStats:
     preference: np.ndarray
     class_mix: np.ndarray  # (n_classes,) calibration frequencies
 
+    def expected_carbon_g(self, ci_g_per_kwh: float | np.ndarray, task_class: np.ndarray | None = None) -> np.ndarray:
+        """Expected carbon per request at each level, g.
+
+        :param ci_g_per_kwh: one carbon intensity (every class), or (n,) per request, gCO2e/kWh
+        :param task_class: None, or (n,) the requests' classes
+        :return: (n_classes, n_levels) for one CI, (n, n_levels) with ``task_class``
+        """
+        if task_class is None:
+            return ci_g_per_kwh * self.carbon_per_ci + self.carbon_fixed_g
+        return np.asarray(ci_g_per_kwh)[:, None] * self.carbon_per_ci[task_class] + self.carbon_fixed_g[task_class]
+
 
 def calibrate(model: ServiceModel, n: int = 30_000) -> LevelStats:
     """Expected outcomes per class and level from ``n`` calibration requests served at the
@@ -179,7 +190,7 @@ class LPPolicy:
 
     def _solve(self, ci_g_per_kwh: float, ci_norm: float) -> np.ndarray:
         s = self.stats
-        cost = ci_g_per_kwh * s.carbon_per_ci + s.carbon_fixed_g
+        cost = s.expected_carbon_g(ci_g_per_kwh)
         floor_frac = 1.0 - self.model.scenario.quality_tolerance_xi * ci_norm + self.quality_margin
         if self.per_class:
             return solve_level_mix(cost, s.preference, s.class_mix, floor_frac)
@@ -224,7 +235,7 @@ class ClassLagrangianPolicy:
 
     def decide(self, ctx: RequestContext, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         s, c = self.stats, ctx.task_class
-        carbon = ctx.ci_g_per_kwh[:, None] * s.carbon_per_ci[c] + s.carbon_fixed_g[c]
+        carbon = s.expected_carbon_g(ctx.ci_g_per_kwh, c)
         level = np.argmax(self.multiplier * s.preference[c] - carbon / self.model.carbon_ref_g, axis=1)
         return level.astype(np.int64), _closed_form_power(self.model, ctx, level, self.stats)
 
