@@ -130,14 +130,30 @@ def test_a_tiny_run_writes_config_versions_checkpoint_spec_and_logs(tmp_path, al
 
 
 def test_a_learning_rate_end_anneals_every_optimiser_linearly_to_it(tmp_path):
-    run_dir = train(tiny_config(tmp_path, algo="sac", learning_rate=1e-3, learning_rate_end=1e-4), show_progress=False)
+    run_dir = train(tiny_config(tmp_path, algo="sac", learning_rate=1e-3, learning_rate_end=1e-4, ent_coef_lr=None),
+                    show_progress=False)
     model = load_run(run_dir).model
     assert model.lr_schedule(1.0) == pytest.approx(1e-3) and model.lr_schedule(0.0) == pytest.approx(1e-4)
-    lrs = [g["lr"] for opt in (model.actor.optimizer, model.critic.optimizer) for g in opt.param_groups]
+    optimisers = (model.actor.optimizer, model.critic.optimizer, model.ent_coef_optimizer)
+    lrs = [g["lr"] for opt in optimisers for g in opt.param_groups]
     # the last update ran with almost all of the run behind it
     assert all(1e-4 <= lr < 1.5e-4 for lr in lrs), lrs
     with pytest.raises(ValueError, match="learning_rate_end"):
         TrainConfig(learning_rate=1e-4, learning_rate_end=1e-3)
+
+
+def test_an_entropy_rate_keeps_alpha_learning_at_it_through_a_resume_while_the_rest_anneals(tmp_path):
+    cfg = tiny_config(tmp_path, algo="sac", steps=800, eval_every_steps=400, learning_rate=1e-3,
+                      learning_rate_end=1e-4, ent_coef_lr=5e-4)
+    run_dir = train(cfg, show_progress=False)
+    train(cfg.with_(steps=1_200), resume=run_dir, show_progress=False)
+    model = load_run(run_dir).model
+    assert model.num_timesteps == 1_200
+    assert [g["lr"] for g in model.ent_coef_optimizer.param_groups] == [5e-4]
+    lrs = [g["lr"] for opt in (model.actor.optimizer, model.critic.optimizer) for g in opt.param_groups]
+    assert all(1e-4 <= lr < 1.5e-4 for lr in lrs), lrs
+    with pytest.raises(ValueError, match="ent_coef_lr"):
+        TrainConfig(ent_coef_lr=0.0)
 
 
 def test_two_runs_started_in_the_same_second_get_distinct_directories(tmp_path):

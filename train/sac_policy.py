@@ -1,7 +1,8 @@
 """SB3 SAC with a PopSAN actor (SDRL) or its plain ANN twin (SAC).
 
 The two differ in one method, :meth:`SpikingActor.get_action_dist_params`; critics, replay,
-entropy tuning and the squashed Gaussian are SB3's and identical (docs/style.md section 2).
+entropy tuning and the squashed Gaussian are SB3's and identical (docs/style.md section 2). Both
+are :class:`EntropyRateSAC`, SB3's ``SAC`` with one option on the entropy coefficient's learning rate.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import torch
 from gymnasium import spaces
 from stable_baselines3 import SAC
 from stable_baselines3.common.type_aliases import GymEnv
+from stable_baselines3.common.utils import update_learning_rate
 from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN, Actor, SACPolicy
 from torch import nn
 
 from .popsan import PopSAN, PopSANConfig
 
-__all__ = ["SpikingActor", "SDRLPolicy", "make_sac", "check_spaces", "DEFAULT_NET_ARCH"]
+__all__ = ["SpikingActor", "SDRLPolicy", "EntropyRateSAC", "make_sac", "check_spaces", "DEFAULT_NET_ARCH"]
 
 DEFAULT_NET_ARCH: dict[str, list[int]] = {"pi": [64, 64], "qf": [256, 256]}
 """Starting sizes for both algorithms: ``pi`` is the ANN actor of SAC and the log-std network of
@@ -88,6 +90,34 @@ class SDRLPolicy(SACPolicy):
         return data
 
 
+class EntropyRateSAC(SAC):
+    """SB3 :class:`SAC` whose entropy coefficient may learn at its own constant rate.
+
+    SB3 applies the one learning-rate schedule to actor, critics and the entropy coefficient. With
+    an annealed schedule, log(alpha) can move at most about one learning rate per gradient step,
+    so alpha lags its target entropy for the whole run; ``ent_coef_lr`` lets it keep pace while
+    actor and critics anneal.
+
+    :param ent_coef_lr: constant Adam learning rate of log(alpha) when ``ent_coef`` is ``'auto…'``;
+        None: SB3's behaviour (the common schedule)
+    :param args: :class:`SAC` arguments
+    :param kwargs: :class:`SAC` arguments
+    """
+
+    def __init__(self, *args: Any, ent_coef_lr: float | None = None, **kwargs: Any) -> None:
+        if ent_coef_lr is not None and not ent_coef_lr > 0:
+            raise ValueError(f"EntropyRateSAC: ent_coef_lr must be > 0 or None, got {ent_coef_lr}")
+        self.ent_coef_lr = ent_coef_lr
+        super().__init__(*args, **kwargs)
+
+    def _update_learning_rate(self, optimizers: list[torch.optim.Optimizer] | torch.optim.Optimizer) -> None:
+        own = self.ent_coef_optimizer if self.ent_coef_lr is not None else None
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        super()._update_learning_rate([o for o in optimizers if o is not own])
+        if own is not None:
+            update_learning_rate(own, self.ent_coef_lr)
+
+
 def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> None:
     """Raise ValueError unless observations are a 1-D Box and actions exactly [-1, 1]^act_dim,
     so that SB3's action rescaling is the identity and the exported actor needs none."""
@@ -99,7 +129,7 @@ def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) ->
 
 
 def make_sac(algo: Literal["sdrl", "sac"], env: GymEnv | str, seed: int,
-             popsan: PopSANConfig | dict[str, Any] | None = None, **hyper: Any) -> SAC:
+             popsan: PopSANConfig | dict[str, Any] | None = None, **hyper: Any) -> EntropyRateSAC:
     """SB3 SAC with the PopSAN actor (``"sdrl"``) or SB3's MLP actor (``"sac"``), all else equal.
 
     :param algo: ``"sdrl"`` or ``"sac"``
@@ -108,7 +138,7 @@ def make_sac(algo: Literal["sdrl", "sac"], env: GymEnv | str, seed: int,
     :param popsan: PopSAN constants, ``"sdrl"`` only
     :param hyper: further :class:`SAC` arguments; ``policy_kwargs`` entries override
         ``net_arch=DEFAULT_NET_ARCH``; ``use_sde`` must stay False
-    :return: an unlearned SAC model
+    :return: an unlearned :class:`EntropyRateSAC` model (``hyper`` may hold ``ent_coef_lr``)
     """
     if algo not in ("sdrl", "sac"):
         raise ValueError(f"make_sac: algo must be 'sdrl' or 'sac', got {algo!r}")
@@ -121,6 +151,6 @@ def make_sac(algo: Literal["sdrl", "sac"], env: GymEnv | str, seed: int,
     if algo == "sdrl":
         policy = SDRLPolicy
         policy_kwargs["popsan"] = PopSANConfig.coerce(popsan).to_dict()
-    model = SAC(policy, env, seed=seed, policy_kwargs=policy_kwargs, **hyper)
+    model = EntropyRateSAC(policy, env, seed=seed, policy_kwargs=policy_kwargs, **hyper)
     check_spaces(model.observation_space, model.action_space)
     return model
