@@ -13,6 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from aolo.cli import app
+from aolo.train.comparison import excess_gap
 from aolo.train.evaluate import evaluate_policy, summary_row
 from aolo.train.policies import BasePolicy, RandomPolicy
 from aolo.train.run import is_run_dir, load_run, read_evaluations
@@ -231,6 +232,7 @@ def test_compare_aggregates_runs_beside_the_references_and_plots_curves(sdrl_run
     assert png.stat().st_size > 10_000 and qc.stat().st_size > 10_000
     data = json.loads(js.read_text())
     assert list(data["runs"]) == ["sdrl"] and len(data["references"]) == 5
+    assert data["gap"] is None and "at equal quality:" not in result.output  # one run, no SAC: no gap line
     hull = data["lp_frontier"]["hull"]
     assert len(hull) >= 2 and hull[0]["quality_vs_base_frac"] < hull[-1]["quality_vs_base_frac"]
 
@@ -267,3 +269,15 @@ def test_a_tiny_sdrl_run_beats_random_actions_at_equal_or_better_quality(tmp_pat
     assert learned["carbon_g_per_request"] < 0.85 * rand["carbon_g_per_request"]
     assert learned["quality_vs_base_frac"] >= rand["quality_vs_base_frac"]
     assert learned["latency_violation_frac"] <= rand["latency_violation_frac"]
+
+
+def test_excess_gap_gives_the_mean_difference_its_welch_error_and_a_bootstrap_interval():
+    gap = excess_gap([1.0, 2.0, 3.0, 2.0], [0.5, 1.5])
+    assert gap.diff_pct == pytest.approx(1.0) and (gap.n_a, gap.n_b) == (4, 2)
+    assert gap.se_pct == pytest.approx(np.sqrt((2 / 3) / 4 + 0.5 / 2))
+    assert gap.ci_low_pct < 1.0 < gap.ci_high_pct and -1.0 <= gap.ci_low_pct and gap.ci_high_pct <= 2.5
+    assert "sdrl - sac at equal quality: +1.00 points" in gap.describe()
+    with pytest.raises(ValueError, match="sac needs at least two runs"):
+        excess_gap([1.0, 2.0], [0.5])
+    with pytest.raises(ValueError, match="sdrl needs at least two runs"):
+        excess_gap([1.0, float("nan")], [0.5, 1.0])

@@ -318,13 +318,17 @@ def register_training(app: typer.Typer) -> None:
 
         The column "vs LP at equal quality" compares each run with the class-aware LP asked for the
         run's own quality (the LP's frontier over quality margins, aolo.train.frontier): below 0 the
-        run needs less carbon than the LP for the same quality.
+        run needs less carbon than the LP for the same quality. With at least two runs of each
+        algorithm, a line below the table gives the SDRL - SAC difference of that column with its
+        standard error and a bootstrap 95% interval over runs.
 
         Example: aolo compare runs/default__sdrl__* runs/default__sac__* --out curves.png
         """
+        from dataclasses import asdict
+
         import torch
 
-        from .comparison import compare_runs, comparison_table
+        from .comparison import compare_runs, comparison_gap, comparison_table
         from .run import load_run
         from .scenario import get_scenario
         from .simulator import ServiceModel
@@ -345,13 +349,17 @@ def register_training(app: typer.Typer) -> None:
         groups = result.groups
         console().print(comparison_table(result, f"scenario {model.scenario.name}, seeds {seed_list}, "
                                                  f"{n_bs} BS x 1 day; learned: mean ± std over runs"))
+        gap = comparison_gap(result)
+        if gap is not None:
+            console().print(gap.describe())
         if json_out is not None:
             json_out.parent.mkdir(parents=True, exist_ok=True)
             json_out.write_text(json.dumps({
                 "scenario": model.scenario.to_dict(), "seeds": seed_list,
                 "runs": {algo: [{"run_dir": str(run.run_dir), "result": res.to_dict()} for run, res in items]
                          for algo, items in groups.items()},
-                "references": [r.to_dict() for r in result.references], "lp_frontier": result.frontier.to_dict()},
+                "references": [r.to_dict() for r in result.references], "lp_frontier": result.frontier.to_dict(),
+                "gap": asdict(gap) if gap is not None else None},
                 indent=1))
             typer.echo(f"wrote {json_out}")
         if out is not None:

@@ -2,7 +2,8 @@
 ``aolo compare`` and the pipeline's report, and its table.
 
 Runs are grouped by algorithm and shown as mean ± std over runs; each policy is also compared with
-the class-aware LP at its own quality (:mod:`aolo.train.frontier`).
+the class-aware LP at its own quality (:mod:`aolo.train.frontier`), and SDRL with SAC through the
+difference of those figures (:func:`comparison_gap`).
 """
 
 from __future__ import annotations
@@ -51,6 +52,64 @@ def compare_runs(model: ServiceModel, runs: Sequence[Any], seeds: Iterable[int],
                 (run, evaluate_policy(run.policy(), model, seeds, n_bs=n_bs, progress=bar)))
         frontier = lp_frontier(model, seeds, n_bs=n_bs, progress=bar)
     return Comparison(groups=groups, references=refs, frontier=frontier)
+
+
+@dataclass(frozen=True)
+class ExcessGap:
+    """Difference of two algorithms' mean carbon excess over the LP at equal quality, in
+    percentage points (``a`` minus ``b``: negative favours ``a``), with its uncertainty over runs."""
+
+    a: str
+    b: str
+    diff_pct: float
+    """mean excess of a's runs minus b's, percentage points"""
+    se_pct: float
+    """Welch standard error of the difference, percentage points"""
+    ci_low_pct: float
+    """lower end of the bootstrap 95% interval (runs resampled within each algorithm)"""
+    ci_high_pct: float
+    """upper end of the bootstrap 95% interval"""
+    n_a: int
+    n_b: int
+
+    def describe(self) -> str:
+        return (f"{self.a} - {self.b} at equal quality: {self.diff_pct:+.2f} points (Welch SE {self.se_pct:.2f}, "
+                f"t {self.diff_pct / self.se_pct if self.se_pct > 0 else float('nan'):+.1f}; bootstrap 95% interval "
+                f"{self.ci_low_pct:+.2f} to {self.ci_high_pct:+.2f}; {self.n_a} and {self.n_b} runs); "
+                f"below 0 favours {self.a}")
+
+
+def excess_gap(excess_a_pct: Sequence[float], excess_b_pct: Sequence[float], a: str = "sdrl", b: str = "sac",
+               n_boot: int = 20_000, seed: int = 0) -> ExcessGap:
+    """Gap between two sets of per-run excesses over the LP at equal quality.
+
+    :param excess_a_pct: (n_a,) percent, one per run of ``a``
+    :param excess_b_pct: (n_b,) percent, one per run of ``b``
+    :param n_boot: bootstrap resamples
+    :param seed: seed of the bootstrap
+    :raises ValueError: unless each side has at least two finite values
+    """
+    va, vb = np.asarray(excess_a_pct, dtype=np.float64), np.asarray(excess_b_pct, dtype=np.float64)
+    for name, v in ((a, va), (b, vb)):
+        if v.size < 2 or not np.isfinite(v).all():
+            raise ValueError(f"excess_gap: {name} needs at least two runs inside the LP's range, got {v.tolist()}")
+    rng = np.random.default_rng(seed)
+    boot = (rng.choice(va, (n_boot, va.size)).mean(axis=1) - rng.choice(vb, (n_boot, vb.size)).mean(axis=1))
+    low, high = np.percentile(boot, [2.5, 97.5])
+    se = float(np.sqrt(va.var(ddof=1) / va.size + vb.var(ddof=1) / vb.size))
+    return ExcessGap(a=a, b=b, diff_pct=float(va.mean() - vb.mean()), se_pct=se, ci_low_pct=float(low),
+                     ci_high_pct=float(high), n_a=int(va.size), n_b=int(vb.size))
+
+
+def comparison_gap(result: Comparison, a: str = "sdrl", b: str = "sac") -> ExcessGap | None:
+    """:func:`excess_gap` of two algorithms in a comparison; None unless both have at least two
+    runs, all inside the LP's quality range."""
+    excess = {algo: [100.0 * result.frontier.excess_frac(res) for _, res in result.groups.get(algo, [])]
+              for algo in (a, b)}
+    try:
+        return excess_gap(excess[a], excess[b], a=a, b=b)
+    except ValueError:
+        return None
 
 
 def comparison_table(result: Comparison, title: str) -> Any:
