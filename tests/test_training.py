@@ -210,10 +210,19 @@ def test_evaluate_rejects_a_policy_that_is_neither_known_nor_a_run(tmp_path):
 def test_train_command_writes_a_run_dir(tmp_path):
     result = CliRunner().invoke(app, ["train", "--algo", "sac", "--scenario", "tiny", "--steps", "300",
                                       "--learning-starts", "200", "--n-envs", "2", "--eval-seeds", "501",
-                                      "--eval-n-bs", "1", "--out-dir", str(tmp_path)])
+                                      "--eval-n-bs", "1", "--ent-coef-lr", "None", "--quality-penalty", "1.5",
+                                      "--out-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     (run_dir,) = tmp_path.iterdir()
-    assert json.loads((run_dir / "config.json").read_text())["steps"] == 300
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["steps"] == 300 and config["ent_coef_lr"] is None and config["quality_penalty"] == 1.5
+    assert config["learning_rate_end"] == TrainConfig.learning_rate_end and config["target_entropy"] is None
+
+
+def test_train_command_names_an_optional_number_it_cannot_read(tmp_path):
+    result = CliRunner().invoke(app, ["train", "--learning-rate-end", "fast", "--out-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "--learning-rate-end: 'fast' is not a float or 'none'" in result.output
+    assert not list(tmp_path.iterdir())
 
 
 def test_train_command_rejects_an_evaluation_seed_in_one_line(tmp_path):

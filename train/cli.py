@@ -198,7 +198,8 @@ def register(app: typer.Typer) -> None:
 
 def _cli_option(name: str, hint: object, default: object, doc: str):
     """An ``inspect.Parameter`` carrying a ``typer.Option`` for one config field: tuples become
-    comma-separated strings, Literal strings plain strings, ``X | None`` Optional[X]."""
+    comma-separated strings, Literal strings plain strings, ``X | None`` Optional[X], or, when
+    the default is not None, a string that is an X or 'none' (parsed by :func:`_config_from_cli`)."""
     import inspect
     import typing
 
@@ -208,6 +209,8 @@ def _cli_option(name: str, hint: object, default: object, doc: str):
         annotation, default = str, ",".join(str(v) for v in default)  # type: ignore[union-attr]
     elif origin is typing.Literal:
         annotation = str
+    elif type(None) in args and default is not None:
+        annotation, default = str, str(default)  # so that 'none' can override a set default
     elif type(None) in args:
         annotation = Optional[next(a for a in args if a is not type(None))]
     else:
@@ -228,12 +231,21 @@ def _config_from_cli(values: dict) -> "object":
 
     def coerce(cls, name, value):
         hint = typing.get_type_hints(cls)[name]
+        args = typing.get_args(hint)
         if typing.get_origin(hint) is tuple:
-            kind = typing.get_args(hint)[0]
+            kind = args[0]
             try:
                 return tuple(kind(v) for v in str(value).split(",") if v.strip())
             except ValueError:
                 _fail(f"--{name.replace('_', '-')}: {value!r} is not a comma-separated list of {kind.__name__}")
+        if type(None) in args and isinstance(value, str):
+            kind = next(a for a in args if a is not type(None))
+            if value.strip().lower() == "none":
+                return None
+            try:
+                return kind(value)
+            except ValueError:
+                _fail(f"--{name.replace('_', '-')}: {value!r} is not a {kind.__name__} or 'none'")
         return value
 
     popsan = {f.name: coerce(PopSANConfig, f.name, values[f"popsan_{f.name}"]) for f in fields(PopSANConfig)}
