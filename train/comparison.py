@@ -38,6 +38,11 @@ class Comparison:
     def base(self) -> EvalResult:
         return next(r for r in self.references if r.policy == "base")
 
+    def excess_pct(self, results: Sequence[EvalResult]) -> np.ndarray:
+        """(n,) each result's carbon excess over the LP at its own quality, percent; NaN outside
+        the LP's quality range."""
+        return 100.0 * np.array([self.frontier.excess_frac(r) for r in results], dtype=np.float64)
+
 
 def compare_runs(model: ServiceModel, runs: Sequence[Any], seeds: Iterable[int], n_bs: int = 8) -> Comparison:
     """Evaluate trained runs (:class:`~aolo.train.run.TrainedRun`), the reference policies and the
@@ -104,8 +109,7 @@ def excess_gap(excess_a_pct: Sequence[float], excess_b_pct: Sequence[float], a: 
 def comparison_gap(result: Comparison, a: str = "sdrl", b: str = "sac") -> ExcessGap | None:
     """:func:`excess_gap` of two algorithms in a comparison; None unless both have at least two
     runs, all inside the LP's quality range."""
-    excess = {algo: [100.0 * result.frontier.excess_frac(res) for _, res in result.groups.get(algo, [])]
-              for algo in (a, b)}
+    excess = {algo: result.excess_pct([res for _, res in result.groups.get(algo, [])]) for algo in (a, b)}
     try:
         return excess_gap(excess[a], excess[b], a=a, b=b)
     except ValueError:
@@ -118,14 +122,14 @@ def comparison_table(result: Comparison, title: str) -> Any:
     column is each policy's carbon excess over the class-aware LP at its own quality."""
     from rich.table import Table
 
-    base, frontier = result.base, result.frontier
+    base = result.base
     table = Table(title=title)
     for col in ("policy", "runs", "carbon g/req", "saving vs BASE", "quality vs BASE", "late/outage", "outage",
                 "floor viol.", "vs LP at equal quality"):
         table.add_column(col, justify="left" if col == "policy" else "right")
 
     def excess(results: list[EvalResult]) -> str:
-        v = 100.0 * np.array([frontier.excess_frac(r) for r in results])
+        v = result.excess_pct(results)
         if np.isnan(v).any():
             return "outside the LP's range"
         return f"{v.mean():+.1f}" + (f" ± {v.std(ddof=1):.1f}%" if len(v) > 1 else "%")

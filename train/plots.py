@@ -145,7 +145,7 @@ def plot_quality_carbon(comparison, path: str | Path) -> Path:
         q = [100 * res.quality_vs_base_frac for _, res in items]
         ax.scatter(q, [res.carbon_mean_g() for _, res in items], color=ALGO_COLOURS.get(algo), s=40, zorder=3,
                    label=f"{algo} ({len(items)} run(s))")
-        bx.scatter(q, [100 * frontier.excess_frac(res) for _, res in items], color=ALGO_COLOURS.get(algo), s=40,
+        bx.scatter(q, comparison.excess_pct([res for _, res in items]), color=ALGO_COLOURS.get(algo), s=40,
                    zorder=3, label=f"{algo} ({len(items)} run(s))")
     for r in comparison.references:
         x, y, e = 100 * r.quality_vs_base_frac, r.carbon_mean_g(), 100 * frontier.excess_frac(r)
