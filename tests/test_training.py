@@ -85,6 +85,26 @@ def test_vec_env_same_seed_gives_same_rewards_and_quality_bonus_adds_the_lagrang
     assert q.any()
 
 
+def test_deficit_bonus_raises_the_multiplier_by_kappa_times_the_floor_deficit_before_the_request(tiny_model):
+    def rollout(**kw):
+        env = ServiceVecEnv(tiny_model.scenario, n_envs=2, model=tiny_model, seed=3, **kw)
+        env.reset()
+        rng = np.random.default_rng(0)
+        rewards, deficits, quality = [], [], []
+        for _ in range(2000):
+            ctx = env.sim.context
+            deficits.append(np.maximum(0.0, ctx.floor - ctx.quality_roll))
+            _, r, _, infos = env.step(rng.uniform(-1, 1, (2, 2)).astype(np.float32))
+            rewards.append(r)
+            quality.append([i["quality"] for i in infos])
+        return np.array(rewards), np.array(deficits), np.array(quality)
+
+    plain, deficit, q = rollout(quality_bonus=0.0, deficit_bonus=0.0)
+    shaped, _, _ = rollout(quality_bonus=2.0, deficit_bonus=5.0)
+    assert (deficit > 0).any() and (deficit == 0).any(), "the rollout must both violate and meet the floor"
+    np.testing.assert_allclose(shaped - plain, (2.0 + 5.0 * deficit) * q, atol=1e-5)
+
+
 # --- config ----------------------------------------------------------------------------------
 def test_train_config_rejects_evaluation_seeds_for_training_or_validation():
     with pytest.raises(ValueError, match="evaluation"):
