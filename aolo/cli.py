@@ -6,6 +6,7 @@ Each stage registers its own commands (``<stage>/cli.py``) so that a command's h
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Optional
 
@@ -66,3 +67,18 @@ def reproduce(
     if steps is not None:
         changes["train_steps"] = steps
     run_pipeline(FULL.with_(**changes))
+
+
+def reflow_help(typer_app: typer.Typer) -> None:
+    """Make every command's help (its docstring) flow paragraph by paragraph: Typer joins the
+    wrapped lines of a docstring's first paragraph but keeps them in the later ones, which then
+    break twice on a terminal narrower than the source."""
+    for info in typer_app.registered_commands:
+        doc = info.help or (info.callback.__doc__ if info.callback else None)
+        if doc:
+            info.help = "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(doc).split("\n\n"))
+    for group in typer_app.registered_groups:
+        reflow_help(group.typer_instance)
+
+
+reflow_help(app)
