@@ -22,8 +22,12 @@ from .evaluate import EvalResult, evaluate_policy
 from .policies import LPPolicy
 from .simulator import ServiceModel
 
-DEFAULT_MARGINS: tuple[float, ...] = (-0.10, -0.08, -0.06, -0.04, -0.02, 0.0, 0.02, 0.04, 0.06, 0.08, 0.10, 0.12)
-"""Quality margins m of the class-aware LP; on the default scenario they span about 85-110% of BASE's quality."""
+DEFAULT_MARGINS: tuple[float, ...] = tuple(round(-0.10 + 0.005 * i, 3) for i in range(45))
+"""Quality margins m of the class-aware LP, -0.10 to +0.12 in steps of 0.005; on the default scenario
+they span about 85-110% of BASE's quality. The hull of a coarser grid lies above the LP's true
+frontier between its points: with steps of 0.02 it overstated the LP's carbon by up to 0.64% (at
+104% quality; 0.19% on average over 92-108%) on the evaluation seeds, as much as the differences it
+is there to measure; with 0.01, up to 0.26%."""
 
 
 @dataclass(frozen=True)
