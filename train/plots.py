@@ -148,7 +148,7 @@ def plot_quality_carbon(comparison, path: str | Path) -> Path:
         bx.scatter(q, comparison.excess_pct([res for _, res in items]), color=ALGO_COLOURS.get(algo), s=40,
                    zorder=3, label=f"{algo} ({len(items)} run(s))")
     for r in comparison.references:
-        x, y, e = 100 * r.quality_vs_base_frac, r.carbon_mean_g(), 100 * frontier.excess_frac(r)
+        x, y, e = 100 * r.quality_vs_base_frac, r.carbon_mean_g(), comparison.excess_pct([r])[0]
         colour = REFERENCE_COLOURS.get(r.policy, "k")
         ax.scatter([x], [y], marker="s", color=colour, s=30, zorder=3)
         ax.annotate(r.policy, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
