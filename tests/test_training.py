@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from aolo.cli import app
-from aolo.train.comparison import excess_gap
+from aolo.train.comparison import excess_gap, quality_adjusted_gap
 from aolo.train.evaluate import evaluate_policy, summary_row
 from aolo.train.policies import BasePolicy, RandomPolicy
 from aolo.train.run import is_run_dir, load_run, read_evaluations
@@ -310,3 +310,24 @@ def test_excess_gap_gives_the_mean_difference_its_welch_error_and_a_bootstrap_in
         excess_gap([1.0, 2.0], [0.5])
     with pytest.raises(ValueError, match="sdrl needs at least two runs"):
         excess_gap([1.0, float("nan")], [0.5, 1.0])
+
+
+def test_quality_adjusted_gap_separates_the_algorithm_from_the_quality_its_runs_land_at():
+    # excess = 50 - 0.5 quality + 0.3 for sdrl, plus residuals that cancel within each algorithm;
+    # sdrl's runs land lower in quality, so its plain mean gap (+1.8) mostly measures quality.
+    qa, qb = np.array([96.0, 97.0, 98.0, 99.0]), np.array([99.0, 100.0, 101.0, 102.0])
+    noise = np.array([0.1, -0.1, -0.1, 0.1])
+    ea, eb = 50 - 0.5 * qa + 0.3 + noise, 50 - 0.5 * qb + noise
+    assert ea.mean() - eb.mean() == pytest.approx(1.8)
+    gap = quality_adjusted_gap(ea, qa, eb, qb)
+    assert gap.diff_pct == pytest.approx(0.3) and gap.slope_pct_per_point == pytest.approx(-0.5)
+    x = np.column_stack([np.ones(8), np.r_[qa, qb], np.r_[np.ones(4), np.zeros(4)]])
+    resid_var = 8 * 0.01 / (8 - 3)
+    assert gap.se_pct == pytest.approx(np.sqrt(resid_var * np.linalg.inv(x.T @ x)[2, 2]))
+    assert (gap.n_a, gap.n_b) == (4, 4) and "+0.30 points" in gap.describe()
+    with pytest.raises(ValueError, match="at least 5 runs"):
+        quality_adjusted_gap([1.0, 2.0], [98.0, 99.0], [0.5, 1.0], [97.0, 99.0])
+    with pytest.raises(ValueError, match="same quality"):
+        quality_adjusted_gap([1.0, 2.0, 3.0], [99.0] * 3, [0.5, 1.0], [99.0] * 2)
+    with pytest.raises(ValueError, match="sac has 2 excesses but 3 qualities"):
+        quality_adjusted_gap([1.0, 2.0, 3.0], [98.0, 99.0, 97.0], [0.5, 1.0], [97.0, 99.0, 98.0])

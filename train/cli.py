@@ -332,7 +332,10 @@ def register_training(app: typer.Typer) -> None:
         run's own quality (the LP's frontier over quality margins, aolo.train.frontier): below 0 the
         run needs less carbon than the LP for the same quality. With at least two runs of each
         algorithm, a line below the table gives the SDRL - SAC difference of that column with its
-        standard error and a bootstrap 95% interval over runs.
+        standard error and a bootstrap 95% interval over runs. A run's excess also moves with the
+        quality it lands at, so a second line fits one straight line of excess against quality
+        through all runs and gives the SDRL - SAC difference at the same quality (five runs or
+        more in all).
 
         Example: aolo compare runs/default__sdrl__* runs/default__sac__* --out curves.png
         """
@@ -340,7 +343,7 @@ def register_training(app: typer.Typer) -> None:
 
         import torch
 
-        from .comparison import compare_runs, comparison_gap, comparison_table
+        from .comparison import compare_runs, comparison_gap, comparison_quality_adjusted_gap, comparison_table
         from .run import load_run
         from .scenario import get_scenario
         from .simulator import ServiceModel
@@ -361,9 +364,10 @@ def register_training(app: typer.Typer) -> None:
         groups = result.groups
         console().print(comparison_table(result, f"scenario {model.scenario.name}, seeds {seed_list}, "
                                                  f"{n_bs} BS x 1 day; learned: mean ± std over runs"))
-        gap = comparison_gap(result)
-        if gap is not None:
-            console().print(gap.describe())
+        gap, adjusted = comparison_gap(result), comparison_quality_adjusted_gap(result)
+        for line in (gap, adjusted):
+            if line is not None:
+                console().print(line.describe())
         if json_out is not None:
             json_out.parent.mkdir(parents=True, exist_ok=True)
             json_out.write_text(json.dumps({
@@ -371,7 +375,8 @@ def register_training(app: typer.Typer) -> None:
                 "runs": {algo: [{"run_dir": str(run.run_dir), "result": res.to_dict()} for run, res in items]
                          for algo, items in groups.items()},
                 "references": [r.to_dict() for r in result.references], "lp_frontier": result.frontier.to_dict(),
-                "gap": asdict(gap) if gap is not None else None},
+                "gap": asdict(gap) if gap is not None else None,
+                "quality_adjusted_gap": asdict(adjusted) if adjusted is not None else None},
                 indent=1))
             typer.echo(f"wrote {json_out}")
         if out is not None:

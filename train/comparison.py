@@ -3,7 +3,8 @@
 
 Runs are grouped by algorithm and shown as mean ± std over runs; each policy is also compared with
 the class-aware LP at its own quality (:mod:`aolo.train.frontier`), and SDRL with SAC through the
-difference of those figures (:func:`comparison_gap`).
+difference of those figures (:func:`comparison_gap`) and, because a run's excess also depends on
+the quality it lands at, at a common quality (:func:`comparison_quality_adjusted_gap`).
 """
 
 from __future__ import annotations
@@ -112,6 +113,79 @@ def comparison_gap(result: Comparison, a: str = "sdrl", b: str = "sac") -> Exces
     excess = {algo: result.excess_pct([res for _, res in result.groups.get(algo, [])]) for algo in (a, b)}
     try:
         return excess_gap(excess[a], excess[b], a=a, b=b)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class QualityAdjustedGap:
+    """Two algorithms' difference in carbon excess over the LP at the same quality, from the least
+    squares fit ``excess = c + slope * quality + diff * [run is a]`` over both algorithms' runs (one
+    slope for both). The plain :class:`ExcessGap` compares means at whatever quality each
+    algorithm's runs land; where the excess moves with quality, this one does not mix the two."""
+
+    a: str
+    b: str
+    diff_pct: float
+    """a's excess minus b's at equal quality, percentage points (negative favours a)"""
+    se_pct: float
+    """ordinary least-squares standard error of diff_pct, percentage points"""
+    slope_pct_per_point: float
+    """change of the excess per percentage point of quality vs BASE, percentage points"""
+    slope_se_pct_per_point: float
+    """its standard error"""
+    n_a: int
+    n_b: int
+
+    def describe(self) -> str:
+        return (f"{self.a} - {self.b} at the same run quality (least squares over runs, one slope): "
+                f"{self.diff_pct:+.2f} points (SE {self.se_pct:.2f}); the excess moves "
+                f"{self.slope_pct_per_point:+.2f} ± {self.slope_se_pct_per_point:.2f} points per point of quality")
+
+
+def quality_adjusted_gap(excess_a_pct: Sequence[float], quality_a_pct: Sequence[float],
+                         excess_b_pct: Sequence[float], quality_b_pct: Sequence[float],
+                         a: str = "sdrl", b: str = "sac") -> QualityAdjustedGap:
+    """Fit ``excess = c + slope * quality + diff * [run is a]`` by least squares.
+
+    :param excess_a_pct: (n_a,) percent, each run's excess over the LP at equal quality
+    :param quality_a_pct: (n_a,) percent, each run's quality vs BASE
+    :param excess_b_pct: (n_b,) percent
+    :param quality_b_pct: (n_b,) percent
+    :raises ValueError: unless each side has at least two finite runs, there are five runs in all
+        (two degrees of freedom left for the error), and quality varies within the runs
+    """
+    ea, qa, eb, qb = (np.asarray(v, dtype=np.float64) for v in (excess_a_pct, quality_a_pct, excess_b_pct, quality_b_pct))
+    for name, e, q in ((a, ea, qa), (b, eb, qb)):
+        if e.shape != q.shape:
+            raise ValueError(f"quality_adjusted_gap: {name} has {e.size} excesses but {q.size} qualities")
+        if e.size < 2 or not (np.isfinite(e).all() and np.isfinite(q).all()):
+            raise ValueError(f"quality_adjusted_gap: {name} needs at least two runs inside the LP's range, "
+                             f"got {e.tolist()}")
+    n = ea.size + eb.size
+    if n < 5:
+        raise ValueError(f"quality_adjusted_gap: needs at least 5 runs in all, got {n}")
+    q = np.concatenate([qa, qb])
+    if np.ptp(q) == 0:
+        raise ValueError("quality_adjusted_gap: every run has the same quality; the slope is undefined")
+    x = np.column_stack([np.ones(n), q - q.mean(), np.r_[np.ones(ea.size), np.zeros(eb.size)]])
+    y = np.concatenate([ea, eb])
+    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    resid = y - x @ coef
+    cov = (resid @ resid / (n - 3)) * np.linalg.inv(x.T @ x)
+    return QualityAdjustedGap(a=a, b=b, diff_pct=float(coef[2]), se_pct=float(np.sqrt(cov[2, 2])),
+                              slope_pct_per_point=float(coef[1]), slope_se_pct_per_point=float(np.sqrt(cov[1, 1])),
+                              n_a=int(ea.size), n_b=int(eb.size))
+
+
+def comparison_quality_adjusted_gap(result: Comparison, a: str = "sdrl", b: str = "sac") -> QualityAdjustedGap | None:
+    """:func:`quality_adjusted_gap` of two algorithms in a comparison; None where it cannot be fitted."""
+    args = []
+    for algo in (a, b):
+        results = [res for _, res in result.groups.get(algo, [])]
+        args += [result.excess_pct(results), [100.0 * r.quality_vs_base_frac for r in results]]
+    try:
+        return quality_adjusted_gap(*args, a=a, b=b)
     except ValueError:
         return None
 
