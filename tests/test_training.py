@@ -13,9 +13,11 @@ import torch
 from typer.testing import CliRunner
 
 from aolo.cli import app
-from aolo.train.comparison import excess_gap, quality_adjusted_gap
+from aolo.train.comparison import Comparison, comparison_quality_adjusted_gap, excess_gap, quality_adjusted_gap
 from aolo.train.evaluate import evaluate_policy, summary_row
-from aolo.train.policies import BasePolicy, RandomPolicy
+from aolo.train.frontier import lp_frontier
+from aolo.train.plots import plot_quality_carbon
+from aolo.train.policies import BasePolicy, LPPolicy, RandomPolicy
 from aolo.train.run import is_run_dir, load_run, read_evaluations
 from aolo.train.sb3_vec_env import ServiceVecEnv
 from aolo.train.scenario import get_scenario
@@ -325,9 +327,26 @@ def test_quality_adjusted_gap_separates_the_algorithm_from_the_quality_its_runs_
     resid_var = 8 * 0.01 / (8 - 3)
     assert gap.se_pct == pytest.approx(np.sqrt(resid_var * np.linalg.inv(x.T @ x)[2, 2]))
     assert (gap.n_a, gap.n_b) == (4, 4) and "+0.30 points" in gap.describe()
+    assert gap.fitted_excess_pct("sdrl", qa) == pytest.approx(ea - noise)
+    assert gap.fitted_excess_pct("sac", qb) == pytest.approx(eb - noise)
     with pytest.raises(ValueError, match="at least 5 runs"):
         quality_adjusted_gap([1.0, 2.0], [98.0, 99.0], [0.5, 1.0], [97.0, 99.0])
     with pytest.raises(ValueError, match="same quality"):
         quality_adjusted_gap([1.0, 2.0, 3.0], [99.0] * 3, [0.5, 1.0], [99.0] * 2)
     with pytest.raises(ValueError, match="sac has 2 excesses but 3 qualities"):
         quality_adjusted_gap([1.0, 2.0, 3.0], [98.0, 99.0, 97.0], [0.5, 1.0], [97.0, 99.0, 98.0])
+
+
+def test_quality_carbon_plot_draws_the_fitted_lines_of_a_comparison_with_enough_runs(tiny_model, tmp_path):
+    # Real evaluations on the tiny scenario stand in for runs: the LP asked for six qualities.
+    def lp(margin: float):
+        return evaluate_policy(LPPolicy(per_class=True, quality_margin=margin), tiny_model, [501], n_bs=2)
+
+    groups = {"sdrl": [(None, lp(m)) for m in (-0.04, 0.0, 0.04)], "sac": [(None, lp(m)) for m in (-0.02, 0.02, 0.06)]}
+    margins = tuple(round(-0.1 + 0.02 * i, 2) for i in range(12))
+    comparison = Comparison(groups=groups, references=[lp(0.0)],
+                            frontier=lp_frontier(tiny_model, [501], n_bs=2, margins=margins))
+    fit = comparison_quality_adjusted_gap(comparison)
+    assert fit is not None and (fit.n_a, fit.n_b) == (3, 3) and np.isfinite(fit.diff_pct)
+    path = plot_quality_carbon(comparison, tmp_path / "qc.png")
+    assert path.stat().st_size > 10_000

@@ -134,8 +134,18 @@ class QualityAdjustedGap:
     """change of the excess per percentage point of quality vs BASE, percentage points"""
     slope_se_pct_per_point: float
     """its standard error"""
+    mean_quality_pct: float
+    """mean quality vs BASE over all runs, percent"""
+    b_excess_at_mean_quality_pct: float
+    """the fitted line of b at mean_quality_pct (a's is diff_pct higher), percent"""
     n_a: int
     n_b: int
+
+    def fitted_excess_pct(self, algo: str, quality_pct: np.ndarray) -> np.ndarray:
+        """The fitted line of ``algo`` (a or b) at ``quality_pct``, percent."""
+        offset = {self.a: self.diff_pct, self.b: 0.0}[algo]
+        return (self.b_excess_at_mean_quality_pct + offset
+                + self.slope_pct_per_point * (np.asarray(quality_pct, dtype=np.float64) - self.mean_quality_pct))
 
     def describe(self) -> str:
         return (f"{self.a} - {self.b} at the same run quality (least squares over runs, one slope): "
@@ -175,6 +185,7 @@ def quality_adjusted_gap(excess_a_pct: Sequence[float], quality_a_pct: Sequence[
     cov = (resid @ resid / (n - 3)) * np.linalg.inv(x.T @ x)
     return QualityAdjustedGap(a=a, b=b, diff_pct=float(coef[2]), se_pct=float(np.sqrt(cov[2, 2])),
                               slope_pct_per_point=float(coef[1]), slope_se_pct_per_point=float(np.sqrt(cov[1, 1])),
+                              mean_quality_pct=float(q.mean()), b_excess_at_mean_quality_pct=float(coef[0]),
                               n_a=int(ea.size), n_b=int(eb.size))
 
 

@@ -125,8 +125,12 @@ def plot_quality_carbon(comparison, path: str | Path) -> Path:
     """Left: quality against BASE (x, %) against carbon per request (y, g, log): the class-aware
     LP's frontier over quality margins as a line, every learned run as a dot, the reference
     policies as labelled squares. Right: the same policies' carbon over the frontier at their own
-    quality (%, 0 = the frontier; below 0 beats the LP), which the log scale cannot show."""
+    quality (%, 0 = the frontier; below 0 beats the LP), which the log scale cannot show, with the
+    SDRL and SAC lines of :func:`~aolo.train.comparison.comparison_quality_adjusted_gap` where it
+    can be fitted."""
     from aolo.figures import pyplot, save_figure
+
+    from .comparison import comparison_quality_adjusted_gap
 
     plt = pyplot()
     frontier = comparison.frontier
@@ -147,6 +151,13 @@ def plot_quality_carbon(comparison, path: str | Path) -> Path:
                    label=f"{algo} ({len(items)} run(s))")
         bx.scatter(q, comparison.excess_pct([res for _, res in items]), color=ALGO_COLOURS.get(algo), s=40,
                    zorder=3, label=f"{algo} ({len(items)} run(s))")
+    fit = comparison_quality_adjusted_gap(comparison)
+    if fit is not None:
+        for algo in (fit.a, fit.b):
+            q = np.array([100 * res.quality_vs_base_frac for _, res in comparison.groups[algo]])
+            qs = np.array([q.min(), q.max()])
+            bx.plot(qs, fit.fitted_excess_pct(algo, qs), "--", color=ALGO_COLOURS.get(algo), lw=1,
+                    label=f"{algo}, fitted (one slope)")
     for r in comparison.references:
         x, y, e = 100 * r.quality_vs_base_frac, r.carbon_mean_g(), comparison.excess_pct([r])[0]
         colour = REFERENCE_COLOURS.get(r.policy, "k")
