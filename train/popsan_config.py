@@ -15,7 +15,7 @@ ENCODER_VTH = 0.999
 class PopSANConfig:
     """Shape and neuron constants of a PopSAN actor.
 
-    Sized for aolo's problem (observation of ~13 dims, 2 action dims): the hidden sizes were
+    Sized for aolo's problem (observation of 15 dims, 2 action dims): the hidden sizes were
     measured on the validation seeds; population sizes and T are PopSAN's, kept after screens on
     the validation seeds (T = 8, 20 encoder or 30 output neurons per dimension did not help);
     decays and threshold are PopSAN's, kept after ten-seed screens on the validation seeds
