@@ -59,6 +59,16 @@ def test_the_lp_without_margin_sits_on_its_frontier_and_base_is_far_above_it(tin
     assert f.excess_frac(base) > 1.0  # always-L0 needs more than twice the LP's carbon for its quality
 
 
+def test_a_margin_already_evaluated_is_taken_as_given_and_matches_a_fresh_evaluation(tiny_frontier):
+    model, f = tiny_frontier
+    lp = evaluate_policy(REFERENCE_POLICIES["class-aware-lp"](), model, [501], n_bs=4)
+    given = lp_frontier(model, [501], n_bs=4, margins=(-0.1, -0.05, 0.0, 0.05, 0.1), evaluated={0.0: lp})
+    assert given == f  # the reference LP is the frontier's margin 0, evaluated alike
+    other = evaluate_policy(LPPolicy(per_class=True, quality_margin=0.1), model, [501], n_bs=4)
+    taken = lp_frontier(model, [501], n_bs=4, margins=(-0.1, 0.0), evaluated={0.0: other})
+    assert [p.quality_vs_base_frac for p in taken.points if p.margin == 0.0] == [other.quality_vs_base_frac]  # not re-run
+
+
 def test_the_class_lagrangian_rule_runs_from_cheapest_to_best_quality_level(tiny_frontier):
     from aolo.train.policies import ClassLagrangianPolicy, calibrate
     from aolo.train.simulator import BatchSimulator, observe

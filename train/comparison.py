@@ -56,7 +56,8 @@ def compare_runs(model: ServiceModel, runs: Sequence[Any], seeds: Iterable[int],
         for run in runs:
             groups.setdefault(run.config.algo, []).append(
                 (run, evaluate_policy(run.policy(), model, seeds, n_bs=n_bs, progress=bar)))
-        frontier = lp_frontier(model, seeds, n_bs=n_bs, progress=bar)
+        lp_at_floor = refs[COMPARE_REFERENCES.index("class-aware-lp")]  # the frontier's margin 0
+        frontier = lp_frontier(model, seeds, n_bs=n_bs, progress=bar, evaluated={0.0: lp_at_floor})
     return Comparison(groups=groups, references=refs, frontier=frontier)
 
 

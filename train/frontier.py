@@ -14,7 +14,7 @@ reference curve, not a tuning step: nothing learned is chosen by it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -91,12 +91,20 @@ def _cross(o: FrontierPoint, a: FrontierPoint, b: FrontierPoint) -> float:
 
 
 def lp_frontier(model: ServiceModel, seeds: Iterable[int], n_bs: int = 8,
-                margins: Sequence[float] = DEFAULT_MARGINS, progress: Any = None) -> Frontier:
-    """Evaluate the class-aware LP at every margin on ``seeds`` and return its frontier."""
+                margins: Sequence[float] = DEFAULT_MARGINS, progress: Any = None,
+                evaluated: Mapping[float, EvalResult] | None = None) -> Frontier:
+    """Evaluate the class-aware LP at every margin on ``seeds`` and return its frontier.
+
+    :param evaluated: margin -> the class-aware LP's result already evaluated on these ``seeds`` and
+        ``n_bs`` (the caller vouches for that); those margins are taken from it, not evaluated again
+    """
     seeds = list(seeds)
+    evaluated = dict(evaluated or {})
     points = []
     for m in margins:
-        res = evaluate_policy(LPPolicy(per_class=True, quality_margin=m), model, seeds, n_bs=n_bs, progress=progress)
+        res = evaluated.get(float(m))
+        if res is None:
+            res = evaluate_policy(LPPolicy(per_class=True, quality_margin=m), model, seeds, n_bs=n_bs, progress=progress)
         points.append(FrontierPoint(margin=float(m), quality_vs_base_frac=res.quality_vs_base_frac,
                                     carbon_g_per_request=res.carbon_mean_g()))
     return Frontier.from_points(points)
