@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aolo.shared_data import shared_data_dir
 from aolo.train.requests import SyntheticRequests, TraceRequests
 
 TRACE_TARGET_S = 2.0
@@ -32,7 +33,7 @@ def best_of(repeats: int, fn) -> float:
 
 
 def main() -> None:
-    default_shared = os.environ.get("AOLO_SHARED_DATA", str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+    default_shared = str(shared_data_dir())
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", default=default_shared, help="the shared data dir (holds sprout/)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions; the fastest is reported")

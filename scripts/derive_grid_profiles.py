@@ -18,16 +18,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from aolo.runtime.grid import HOUR, GridTrace, GridTraceError, load_electricity_maps_csv
+from aolo.shared_data import shared_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 ZONES = ("US-TEX-ERCO", "US-CAL-CISO", "AU-SA")
 YEAR = 2023
 BASIS = "direct"
-
-
-def default_shared_data() -> Path:
-    """``$AOLO_SHARED_DATA`` if set, else ``<repo>/../shared/data``."""
-    return Path(os.environ.get("AOLO_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 def year_of(trace: GridTrace, year: int) -> GridTrace:
@@ -85,7 +81,7 @@ def profile_toml(trace: GridTrace, csv_name: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared-data", type=Path, default=default_shared_data(),
+    parser.add_argument("--shared-data", type=Path, default=shared_data_dir(),
                         help="shared data dir holding sprout/grid/*.csv")
     parser.add_argument("--out", type=Path, default=REPO / "hw_profiles" / "data" / "grids",
                         help="folder for the generated <zone>.toml files")

@@ -42,6 +42,7 @@ from aolo.train.requests import (
     read_sprout_judgements,
     read_sprout_requests,
 )
+from aolo.shared_data import shared_data_dir
 from aolo.train.workload import read_pai_hourly_jobs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -279,7 +280,7 @@ def derive(data_dir: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_data = Path(os.environ.get("AOLO_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+    default_data = shared_data_dir()
     parser.add_argument("--data-dir", type=Path, default=default_data, help="shared data dir (holds sprout/)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON file to write")
     args = parser.parse_args(argv)

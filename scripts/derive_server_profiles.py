@@ -1,6 +1,7 @@
 """Print the LLM-server figures aolo ships, derived from Sprout's per-request measurements.
 
-Usage: python scripts/derive_server_profiles.py [../shared/data/sprout/requests.csv]
+Usage: python scripts/derive_server_profiles.py [REQUESTS_CSV]  (default: sprout/requests.csv in the
+shared data dir, ``$AOLO_SHARED_DATA`` or ``shared/data`` beside the checkout)
 Only rows with measured output tokens enter the per-token ratios (ratio of sums).
 """
 
@@ -8,7 +9,9 @@ import csv
 import sys
 from collections import defaultdict
 
-path = sys.argv[1] if len(sys.argv) > 1 else "../shared/data/sprout/requests.csv"
+from aolo.shared_data import shared_data_dir
+
+path = sys.argv[1] if len(sys.argv) > 1 else shared_data_dir() / "sprout" / "requests.csv"
 sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0])
 with open(path, newline="") as f:
     for row in csv.DictReader(f):

@@ -1,31 +1,18 @@
 """Shared test fixtures: where the shared (non-redistributable) data lives.
 
 The shared data dir is ``$AOLO_SHARED_DATA`` if set, else ``<repo>/../shared/data``. Tests that
-need it take the ``shared_dir`` fixture (or call :func:`require_shared_file`) and are skipped,
+need it take the ``shared_dir`` or ``sprout_file`` fixture and are skipped,
 with the reason, when it is absent.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def shared_data_dir() -> Path:
-    """``$AOLO_SHARED_DATA`` if set, else ``<repo>/../shared/data`` (which may not exist)."""
-    return Path(os.environ.get("AOLO_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
-
-
-def require_shared_file(relative: str) -> Path:
-    """The path of ``relative`` inside the shared data dir, or skip the calling test."""
-    path = shared_data_dir() / relative
-    if not path.is_file():
-        pytest.skip(f"shared data file {path} not found (set AOLO_SHARED_DATA or check out ../shared)")
-    return path
+from aolo.shared_data import shared_data_dir
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +22,17 @@ def shared_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared data dir {path} not found (set AOLO_SHARED_DATA or check out ../shared)")
     return path
+
+
+@pytest.fixture(scope="session")
+def sprout_file() -> Callable[[str], Path]:
+    """``sprout_file(relative)``: the path of ``sprout/<relative>`` in the shared data dir; skips
+    the calling test when that file is absent."""
+
+    def find(relative: str) -> Path:
+        path = shared_data_dir() / "sprout" / relative
+        if not path.is_file():
+            pytest.skip(f"shared Sprout file {path} not found (set AOLO_SHARED_DATA or check out ../shared)")
+        return path
+
+    return find

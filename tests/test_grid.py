@@ -30,17 +30,10 @@ EXPECTED_2023_DIRECT = {
 CI_DIRECT = "Carbon Intensity gCO₂eq/kWh (direct)"
 
 
-def grid_csv(shared_dir: Path, zone_id: str) -> Path:
-    path = shared_dir / "sprout" / "grid" / f"{zone_id}_2023_hourly.csv"
-    if not path.is_file():
-        pytest.skip(f"shared grid export {path} not found")
-    return path
-
-
 @pytest.fixture
-def texas_lines(shared_dir: Path) -> list[str]:
+def texas_lines(sprout_file) -> list[str]:
     """Header and the first 48 hourly rows of the real US-TEX-ERCO export (line i+1 = lines[i])."""
-    text = grid_csv(shared_dir, "US-TEX-ERCO").read_text(encoding="utf-8")
+    text = sprout_file("grid/US-TEX-ERCO_2023_hourly.csv").read_text(encoding="utf-8")
     return text.splitlines()[:49]
 
 
@@ -68,8 +61,8 @@ def error_of(path: Path) -> str:
 
 
 @pytest.mark.parametrize("zone_id", sorted(EXPECTED_2023_DIRECT))
-def test_real_export_loads_8760_gapless_hours_with_the_expected_range(shared_dir, zone_id):
-    trace = load_electricity_maps_csv(grid_csv(shared_dir, zone_id))
+def test_real_export_loads_8760_gapless_hours_with_the_expected_range(sprout_file, zone_id):
+    trace = load_electricity_maps_csv(sprout_file(f"grid/{zone_id}_2023_hourly.csv"))
     ci_min, ci_mean, ci_max = EXPECTED_2023_DIRECT[zone_id]
     assert trace.zone_id == zone_id
     assert trace.n_hours == 8760
@@ -81,16 +74,16 @@ def test_real_export_loads_8760_gapless_hours_with_the_expected_range(shared_dir
     assert trace.ci_g_per_kwh.max() == pytest.approx(ci_max, abs=0.1)
 
 
-def test_lca_basis_reads_the_life_cycle_column_which_exceeds_direct(shared_dir):
-    path = grid_csv(shared_dir, "US-TEX-ERCO")
+def test_lca_basis_reads_the_life_cycle_column_which_exceeds_direct(sprout_file):
+    path = sprout_file("grid/US-TEX-ERCO_2023_hourly.csv")
     direct, lca = load_electricity_maps_csv(path), load_electricity_maps_csv(path, basis="lca")
     assert lca.basis == "lca"
     assert lca.ci_g_per_kwh[0] == pytest.approx(318.55)  # first row's LCA cell
     assert lca.ci_g_per_kwh.mean() > direct.ci_g_per_kwh.mean()
 
 
-def test_summary_reports_span_percentiles_and_gaps(shared_dir):
-    s = load_electricity_maps_csv(grid_csv(shared_dir, "AU-SA")).summary()
+def test_summary_reports_span_percentiles_and_gaps(sprout_file):
+    s = load_electricity_maps_csv(sprout_file("grid/AU-SA_2023_hourly.csv")).summary()
     assert s["n_hours"] == 8760 and s["n_gaps"] == 0
     assert s["start_utc"] == "2023-01-01T00:00:00+00:00"
     assert s["ci_min_g_per_kwh"] <= s["ci_p10_g_per_kwh"] <= s["ci_mean_g_per_kwh"]
@@ -189,8 +182,8 @@ def test_trailing_norm_matches_hand_worked_windows():
     assert np.allclose(trailing_minmax_norm(ci, window_h=3), [0.5, 1.0, 0.5, 1.0, 0.0])
 
 
-def test_trailing_norm_uses_no_future_data(shared_dir):
-    ci = load_electricity_maps_csv(grid_csv(shared_dir, "AU-SA")).ci_g_per_kwh.copy()
+def test_trailing_norm_uses_no_future_data(sprout_file):
+    ci = load_electricity_maps_csv(sprout_file("grid/AU-SA_2023_hourly.csv")).ci_g_per_kwh.copy()
     before = trailing_minmax_norm(ci)
     ci[5000:] = np.random.default_rng(0).uniform(0.0, 2000.0, size=ci.size - 5000)
     after = trailing_minmax_norm(ci)
@@ -213,9 +206,9 @@ def test_annual_norm_maps_min_to_0_and_max_to_1():
 
 
 @pytest.mark.parametrize("zone_id", sorted(EXPECTED_2023_DIRECT))
-def test_derived_profile_loads_and_matches_the_csv_hourly_means(shared_dir, zone_id):
+def test_derived_profile_loads_and_matches_the_csv_hourly_means(sprout_file, zone_id):
     profile = load_profile(zone_id.lower(), GridZoneProfile)
-    trace = load_electricity_maps_csv(grid_csv(shared_dir, zone_id))
+    trace = load_electricity_maps_csv(sprout_file(f"grid/{zone_id}_2023_hourly.csv"))
     assert profile.zone_id == zone_id and profile.basis == "direct" and profile.year == 2023
     assert np.allclose(profile.ci_by_utc_hour_g_per_kwh, trace.mean_by_utc_hour(), atol=0.006)
     assert profile.si("ci_annual_min") == pytest.approx(trace.ci_g_per_kwh.min(), abs=0.006)
@@ -249,9 +242,9 @@ def test_load_grid_rejects_an_unknown_zone_listing_the_known_ones():
 # --- CLI -------------------------------------------------------------------------------------------
 
 
-def test_cli_grid_load_prints_the_summary_and_writes_a_png(shared_dir, tmp_path):
+def test_cli_grid_load_prints_the_summary_and_writes_a_png(sprout_file, tmp_path):
     png = tmp_path / "au-sa.png"
-    result = CliRunner().invoke(app, ["grid", "load", str(grid_csv(shared_dir, "AU-SA")), "--plot", str(png)])
+    result = CliRunner().invoke(app, ["grid", "load", str(sprout_file("grid/AU-SA_2023_hourly.csv")), "--plot", str(png)])
     assert result.exit_code == 0, result.output
     assert "AU-SA" in result.output and "8760" in result.output and "526.4" in result.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

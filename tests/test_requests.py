@@ -31,17 +31,10 @@ def defaults() -> dict:
     return load_request_defaults()
 
 
-def sprout_file(shared_dir: Path, name: str) -> Path:
-    path = shared_dir / "sprout" / name
-    if not path.is_file():
-        pytest.skip(f"shared Sprout file {path} not found (set AOLO_SHARED_DATA or check out ../shared)")
-    return path
-
-
 @pytest.fixture(scope="module")
 def trace(request) -> TraceRequests:
-    shared_dir = request.getfixturevalue("shared_dir")
-    return TraceRequests.from_csv(sprout_file(shared_dir, "requests.csv"), sprout_file(shared_dir, "judgements.csv"))
+    sprout_file = request.getfixturevalue("sprout_file")
+    return TraceRequests.from_csv(sprout_file("requests.csv"), sprout_file("judgements.csv"))
 
 
 def csv_rows(path: Path, dataset: str, level: str) -> list[dict[str, str]]:
@@ -134,8 +127,8 @@ def test_defaults_missing_a_field_are_rejected_naming_it(defaults):
         RequestModelTables.from_dict(broken)
 
 
-def test_l1_triviaqa_mean_tokens_and_energy_per_token_match_the_csv_within_1_percent(defaults, shared_dir):
-    rows = csv_rows(sprout_file(shared_dir, "requests.csv"), "triviaqa", "L1")
+def test_l1_triviaqa_mean_tokens_and_energy_per_token_match_the_csv_within_1_percent(defaults, sprout_file):
+    rows = csv_rows(sprout_file("requests.csv"), "triviaqa", "L1")
     tokens = [float(r["output_tokens"]) for r in rows]
     energy_j = [float(r["energy_wh"]) * 3600.0 for r in rows]
     latency_s = [float(r["latency_s"]) for r in rows]
@@ -148,8 +141,8 @@ def test_l1_triviaqa_mean_tokens_and_energy_per_token_match_the_csv_within_1_per
     assert cell["quantile_log_mu"] == pytest.approx(np.median(np.log(tokens)), rel=0.01)
 
 
-def test_deadline_is_the_l0_latency_95th_percentile_rounded_up_to_a_tenth(defaults, shared_dir):
-    path = sprout_file(shared_dir, "requests.csv")
+def test_deadline_is_the_l0_latency_95th_percentile_rounded_up_to_a_tenth(defaults, sprout_file):
+    path = sprout_file("requests.csv")
     for name in ("alpaca", "scienceqa"):
         latency_s = np.array([float(r["latency_s"]) for r in csv_rows(path, name, "L0")])
         deadline_s = defaults["deadline_s"][name]
@@ -158,8 +151,8 @@ def test_deadline_is_the_l0_latency_95th_percentile_rounded_up_to_a_tenth(defaul
         assert 0.95 <= np.mean(latency_s <= deadline_s) < 0.96
 
 
-def test_preference_probabilities_match_the_judgements(defaults, shared_dir):
-    with open(sprout_file(shared_dir, "judgements.csv"), newline="") as f:
+def test_preference_probabilities_match_the_judgements(defaults, sprout_file):
+    with open(sprout_file("judgements.csv"), newline="") as f:
         prefs = [r["preferred_level"] for r in csv.DictReader(f) if r["dataset"] == "alpaca"]
     expected = [prefs.count(lv) / len(prefs) for lv in LEVELS]  # alpaca has no repeated prompts
     assert defaults["preferred_level_prob"]["alpaca"] == pytest.approx(expected, abs=1e-5)
@@ -183,8 +176,8 @@ def test_missing_l0_tokens_are_imputed_and_the_json_says_so(defaults):
         assert check["mean_imputed"] == pytest.approx(check["mean_measured"], rel=0.02)
 
 
-def test_derive_script_reproduces_the_shipped_json(defaults, shared_dir):
-    sprout_file(shared_dir, "requests.csv")
+def test_derive_script_reproduces_the_shipped_json(defaults, shared_dir, sprout_file):
+    sprout_file("requests.csv")
     spec = importlib.util.spec_from_file_location("derive_request_defaults", REPO_ROOT / "scripts" / "derive_request_defaults.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

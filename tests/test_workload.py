@@ -20,13 +20,6 @@ from aolo.train.workload import (
 )
 
 
-def pai_csv(shared_dir: Path) -> Path:
-    path = shared_dir / "sprout" / "pai_hourly_jobs.csv"
-    if not path.is_file():
-        pytest.skip(f"shared PAI trace {path} not found (set AOLO_SHARED_DATA or check out ../shared)")
-    return path
-
-
 def write(tmp_path: Path, text: str, name: str = "pai.csv") -> Path:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
@@ -59,8 +52,8 @@ def test_diurnal_rate_follows_the_hour_of_day():
     assert w.rate_per_s(29) == pytest.approx(w.rate_per_s(5))
 
 
-def test_embedded_diurnal_shape_is_the_mean_pai_hour_of_day_profile(shared_dir):
-    jobs = read_pai_hourly_jobs(pai_csv(shared_dir))
+def test_embedded_diurnal_shape_is_the_mean_pai_hour_of_day_profile(sprout_file):
+    jobs = read_pai_hourly_jobs(sprout_file("pai_hourly_jobs.csv"))
     by_hour = jobs[: len(jobs) // 24 * 24].reshape(-1, 24).mean(axis=0)
     shape = load_request_defaults()["workload"]["diurnal_rate_shape"]
     np.testing.assert_allclose(shape, by_hour / by_hour.mean(), rtol=1e-5)
@@ -121,8 +114,8 @@ def test_diurnal_workload_rejects_bad_arguments_naming_them():
 # ---------------------------------------------------------------------------------------------
 
 
-def test_pai_trace_loads_1224_hours_and_its_rate_has_mean_base(shared_dir):
-    w = PaiTraceWorkload.from_csv(pai_csv(shared_dir), base_rate_per_s=0.5)
+def test_pai_trace_loads_1224_hours_and_its_rate_has_mean_base(sprout_file):
+    w = PaiTraceWorkload.from_csv(sprout_file("pai_hourly_jobs.csv"), base_rate_per_s=0.5)
     assert w.n_hours == 1224
     rate = w.rate_per_s(np.arange(w.n_hours))
     assert rate.mean() == pytest.approx(0.5, rel=1e-9)
@@ -160,8 +153,8 @@ def test_pai_busy_days_have_mixes_closer_to_the_base_mix():
     assert np.std(busy, axis=0).mean() < 0.5 * np.std(quiet, axis=0).mean()
 
 
-def test_pai_mix_is_reproducible_from_the_scenario_seed(shared_dir):
-    path = pai_csv(shared_dir)
+def test_pai_mix_is_reproducible_from_the_scenario_seed(sprout_file):
+    path = sprout_file("pai_hourly_jobs.csv")
     a = PaiTraceWorkload.from_csv(path, 1.0, start_hour=100, seed=9).class_mix(np.arange(0, 200, 7))
     b = PaiTraceWorkload.from_csv(path, 1.0, start_hour=100, seed=9).class_mix(np.arange(0, 200, 7))
     c = PaiTraceWorkload.from_csv(path, 1.0, start_hour=100, seed=10).class_mix(np.arange(0, 200, 7))

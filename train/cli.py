@@ -10,6 +10,7 @@ from typing import List, Optional
 import typer
 
 from aolo.console import console, progress
+from aolo.shared_data import shared_data_dir
 
 EVAL_SEEDS = (1001, 1002, 1003)
 """Seeds for evaluation tables; training and its periodic evaluation never use them."""
@@ -142,7 +143,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("reproduce-sprout")
     def reproduce_sprout(
-        shared: Path = typer.Option(Path("../shared/data/sprout"), "--shared", help="folder with Sprout's data"),
+        shared: Path = typer.Option(shared_data_dir() / "sprout", "--shared",
+                                    help="folder with Sprout's data",
+                                    show_default="sprout/ in $AOLO_SHARED_DATA, else in shared/data beside the checkout"),
         seeds: str = typer.Option("1,2,3,4,5", "--seeds", help="comma-separated seeds"),
         base_rate_per_s: float = typer.Option(0.02, "--rate", help="requests/s (Sprout's load level is not published)"),
         out: Optional[Path] = typer.Option(None, "--out", help="write the per-zone results as JSON"),
