@@ -48,7 +48,8 @@ def reproduce(
     shared: Optional[Path] = typer.Option(None, "--shared", help="Sprout data folder (../shared/data/sprout) for the "
                                                                 "trace-replay evaluation"),
     seeds: str = typer.Option("1,2,3", "--seeds", help="training seeds per algorithm"),
-    steps: Optional[int] = typer.Option(None, "--steps", help="training steps per run [default: the full budget]"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="training steps per run",
+                                       show_default="the full budget"),
 ) -> None:
     """The full-budget experiment: several seeds of SDRL and SAC on the default scenario, evaluated
     beside the reference policies (and on Sprout's real prompts and grid with --shared), exported,

@@ -33,7 +33,8 @@ def _register_carbon(app: typer.Typer) -> None:
         prompt_tokens: float = typer.Option(50.0, "--prompt-tokens", help="prompt length, tokens"),
         server: str = typer.Option("llama2-13b-a100", "--server", help="LLM server profile"),
         radio: str = typer.Option("macro", "--radio", help="radio profile (macro, micro, pico)"),
-        tx_power_w: Optional[float] = typer.Option(None, "--tx-power-w", help="downlink power, W [default: P_max]"),
+        tx_power_w: Optional[float] = typer.Option(None, "--tx-power-w", help="downlink power, W",
+                                                       show_default="P_max"),
         distance_m: float = typer.Option(300.0, "--distance-m", help="BS-user distance, m"),
         zone: str = typer.Option("US-TEX-ERCO", "--zone", help="grid zone (embedded) or Electricity Maps CSV"),
         hour_utc: int = typer.Option(18, "--hour-utc", min=0, help="hour of the trace, UTC (18 = Texas noon, CST)"),
@@ -240,8 +241,8 @@ def _register_serve(app: typer.Typer) -> None:
         grid: str = typer.Option("US-TEX-ERCO", "--grid", help="grid zone (embedded) or Electricity Maps CSV"),
         max_body_bytes: int = typer.Option(1 << 20, "--max-body-bytes", min=1, help="largest request body, bytes"),
         actor_hardware: Optional[str] = typer.Option(
-            None, "--actor-hardware", help="hardware the ledger charges the actor's energy for "
-                                           "[default: lava -> loihi2, onnx/reference -> server-cpu]"),
+            None, "--actor-hardware", help="hardware the ledger charges the actor's energy for",
+            show_default="lava -> loihi2, onnx/reference -> server-cpu"),
         verbose: bool = typer.Option(False, "--verbose", help="log every request; tracebacks on errors"),
     ) -> None:
         """Serve a policy bundle over HTTP: POST /v1/decide, /v1/outcome; GET /v1/carbon, /healthz, /metrics.

@@ -405,8 +405,8 @@ def register_replay(app: typer.Typer) -> None:
         backend: str = typer.Option("onnx", "--backend", help="onnx, lava or reference"),
         precision: str = typer.Option("float", "--precision", help="float, or fixed (lava)"),
         actor_hardware: Optional[str] = typer.Option(None, "--actor-hardware",
-                                                     help="hardware charged for actor energy [default: lava -> loihi2, "
-                                                          "onnx/reference -> server-cpu]"),
+                                                     help="hardware charged for actor energy",
+                                                     show_default="lava -> loihi2, onnx/reference -> server-cpu"),
         seed: int = typer.Option(EVAL_SEEDS[0], "--seed", help="seed of the replayed day(s)"),
         n_bs: int = typer.Option(1, "--n-bs", min=1, help="base stations"),
         days: int = typer.Option(1, "--days", min=1, help="days per base station"),
