@@ -26,13 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from aolo.shared_data import shared_data_dir
 from aolo.train.requests import (
     LEVELS,
     N_LEVELS,
@@ -42,7 +42,6 @@ from aolo.train.requests import (
     read_sprout_judgements,
     read_sprout_requests,
 )
-from aolo.shared_data import shared_data_dir
 from aolo.train.workload import read_pai_hourly_jobs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
