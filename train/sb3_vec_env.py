@@ -13,7 +13,9 @@ already drawn, so ``terminal_observation`` equals the returned ``obs[b]``. (The 
 window does restart with the day, as in :class:`aolo.train.env.LLMServiceEnv`.)
 
 Every info dict carries the served request's facts for logging: ``carbon_g`` (gCO2e),
-``latency_violation``, ``floor_violation``, ``floor_deficit``, ``quality``, ``quality_base``, ``level``.
+``latency_violation``, ``floor_violation``, ``floor_deficit``, ``quality``, ``quality_base``, ``level``;
+and, for the training reward's parts and the quality controller (:mod:`aolo.train.reward_shaping`),
+``reward_sim`` (the simulator's reward), ``deficit_before`` and ``preferred_level`` (the judge's).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices,
 from aolo.runtime.policy_io import ACT_DIM, OBS_DIM, action_to_decision
 
 from .env import OBS_HIGH, OBS_LOW
+from .reward_shaping import RewardShaping
 from .scenario import ScenarioConfig, get_scenario
 from .simulator import BatchSimulator, ServiceModel, StepOutcome, observe
 
@@ -71,6 +74,9 @@ class ServiceVecEnv(VecEnv):
         ``lambda_t = quality_bonus + kappa max(0, floor_t - Q_roll_t)`` with the deficit before the
         request: a Lagrange multiplier that rises while the floor is violated (0: constant lambda)
     :param reward_scale: training-only factor on every reward (after the bonus)
+
+    The three shaping constants live in :attr:`shaping` (a :class:`RewardShaping`), which a
+    quality controller may change during training.
     """
 
     render_mode = None
@@ -80,11 +86,7 @@ class ServiceVecEnv(VecEnv):
                  deficit_bonus: float = 0.0, reward_scale: float = 1.0) -> None:
         if n_envs < 1:
             raise ValueError(f"ServiceVecEnv: n_envs must be >= 1, got {n_envs}")
-        if quality_bonus < 0 or deficit_bonus < 0 or reward_scale <= 0:
-            raise ValueError("ServiceVecEnv: quality_bonus and deficit_bonus must be >= 0, reward_scale > 0")
-        self.quality_bonus = float(quality_bonus)
-        self.deficit_bonus = float(deficit_bonus)
-        self.reward_scale = float(reward_scale)
+        self.shaping = RewardShaping(float(quality_bonus), float(deficit_bonus), float(reward_scale))
         self._start_days: np.ndarray | None = None
         if model is None:
             model = ServiceModel(get_scenario(scenario) if isinstance(scenario, str) else scenario)
@@ -133,11 +135,7 @@ class ServiceVecEnv(VecEnv):
         :param deficit_before: (n_envs,) max(0, floor - Q_roll) when the request was decided
         :return: (n_envs,) float32
         """
-        reward = out.reward
-        if self.quality_bonus or self.deficit_bonus:
-            multiplier = self.quality_bonus + self.deficit_bonus * deficit_before
-            reward = reward + multiplier * out.quality
-        return (self.reward_scale * reward).astype(np.float32)
+        return self.shaping.reward(out.reward, out.quality, deficit_before)
 
     def step_async(self, actions: np.ndarray) -> None:
         """:param actions: (n_envs, 2) in [-1, 1]"""
@@ -153,10 +151,13 @@ class ServiceVecEnv(VecEnv):
         self._actions = None
         ctx = self.sim.context
         deficit_before = np.maximum(0.0, ctx.floor - ctx.quality_roll)
+        preferred = ctx.preferred_level.tolist()
         out = self.sim.step(level, power)
         obs = self._obs()
         dones = out.episode_end.copy()
         infos = step_infos(out)
+        for info, r, d, p in zip(infos, out.reward.tolist(), deficit_before.tolist(), preferred):
+            info.update(reward_sim=r, deficit_before=d, preferred_level=p)
         for b in np.flatnonzero(dones):
             # Continuing service: the day's end is a time limit and the next state is the next
             # day's first request, already in obs[b] (the simulator resets the BS in step).

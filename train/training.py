@@ -9,8 +9,9 @@ and can be resumed from it. Periodic evaluations use the validation seeds
 (:data:`VALIDATION_SEEDS`); the evaluation seeds of ``aolo evaluate``/``aolo compare``
 (:data:`aolo.train.cli.EVAL_SEEDS`) are never used here, nor are training seeds among either.
 
-Training-only reward shaping (``quality_bonus``, ``reward_scale``, penalty overrides) changes what
-the agent optimises, never what is measured: evaluations report carbon and QoE from the simulator.
+Training-only reward shaping (``quality_bonus``, ``quality_target``, ``reward_scale``, penalty
+overrides; :mod:`aolo.train.reward_shaping`) changes what the agent optimises, never what is
+measured: evaluations report carbon and QoE from the simulator.
 """
 
 from __future__ import annotations
@@ -111,6 +112,16 @@ class TrainConfig:
     +1.00 +- 0.60% -> +0.87 +- 0.34%, SAC +1.07 +- 0.81% -> +1.03 +- 0.37%, the same excess with
     half the spread, because no run settles below 98% of BASE's quality (before: 92-103%); floor
     violations fell from 51% (SDRL) and 49% (SAC) of requests to 41% and 39%."""
+    quality_target: float | None = None
+    """Target quality of the deterministic actor against BASE's (1.0: BASE's), on the training
+    requests. When set, quality_bonus is only the multiplier's start: it is adapted during training
+    until the target is met, so that runs of both algorithms land at the same quality (None: fixed)."""
+    quality_target_rate: float = 5e-4
+    """Change of the quality multiplier per request per unit of quality-ratio error (quality_target only)."""
+    quality_target_start: int = 40_000
+    """Environment steps before the multiplier starts to adapt (quality_target only). The young
+    policy's quality says little about the multiplier: started at learning_starts, the multiplier
+    wound up from 2.2 to 3.7 while quality was still 0.82-0.87 of BASE's, then took 100k steps to come back."""
     reward_scale: float = 1.0
     """Training-only factor on every reward."""
     eval_every_steps: int = 25_000
@@ -153,6 +164,12 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.learning_rate_end must be in (0, learning_rate], got {self.learning_rate_end}")
         if self.quality_bonus < 0 or self.deficit_bonus < 0:
             raise ValueError("TrainConfig: quality_bonus and deficit_bonus must be >= 0")
+        if self.quality_target is not None and not 0 < self.quality_target <= 2:
+            raise ValueError(f"TrainConfig.quality_target must be in (0, 2] or None, got {self.quality_target}")
+        if self.quality_target_start < 0:
+            raise ValueError(f"TrainConfig.quality_target_start must be >= 0, got {self.quality_target_start}")
+        if not self.quality_target_rate > 0:
+            raise ValueError(f"TrainConfig.quality_target_rate must be > 0, got {self.quality_target_rate}")
         if not self.eval_seeds:
             raise ValueError("TrainConfig.eval_seeds: give at least one validation seed")
         reserved = set(EVAL_SEEDS) | {CALIBRATION_SEED}
@@ -286,7 +303,7 @@ def _make_logger(run_dir: Path, resume_step: int | None) -> Any:
 
 
 def make_monitor(config: TrainConfig, run_dir: Path, env: Any, show_progress: bool, total_steps: int,
-                 wall_offset_s: float) -> Any:
+                 wall_offset_s: float, controller: Any = None) -> Any:
     """The SB3 callback of a run (built here so that importing this module does not import SB3).
 
     :param config: the run's config
@@ -295,6 +312,9 @@ def make_monitor(config: TrainConfig, run_dir: Path, env: Any, show_progress: bo
     :param show_progress: show the rich progress bar
     :param total_steps: the run's total environment steps (the bar's end)
     :param wall_offset_s: wall time already spent before a resume, s
+    :param controller: a :class:`aolo.train.reward_shaping.QualityController` that adapts
+        ``env.shaping.quality_bonus`` every step after ``learning_starts`` and ``quality_target_start``
+        (None: fixed multiplier)
     """
     from stable_baselines3.common.callbacks import BaseCallback
 
@@ -302,17 +322,21 @@ def make_monitor(config: TrainConfig, run_dir: Path, env: Any, show_progress: bo
     from .policies import ActorPolicy, BasePolicy
     from .run import ACTOR_SPEC_FILE, EVALUATIONS_FILE, MODEL_FILE, REPLAY_FILE, STATE_FILE, deterministic_actor
     from .actor_export import actor_spec_from_policy
+    from aolo.runtime.policy_io import action_to_decision
 
     class _Monitor(BaseCallback):
         """Per step: accumulate reward, carbon and violations from the infos. Every
         ``log_every_steps``: log them (``rollout/…``, ``carbon/train_g_per_request``) with the
         SB3 ``train/…`` losses against ``global_step``. Every ``eval_every_steps`` and at the end:
         evaluate the deterministic actor on the validation seeds (``carbon/mean_g_per_request``,
-        ``eval/…``) and checkpoint. A rich progress bar shows the live numbers."""
+        ``eval/…``) and checkpoint. A rich progress bar shows the live numbers. With a quality
+        controller, every step also decides the step's requests with the deterministic actor and
+        feeds the quality its levels would have served to the controller."""
 
         def __init__(self) -> None:
             super().__init__()
             self.sums = np.zeros(6)  # reward, carbon_g, late, floor, quality, quality_base
+            self.det_sums = np.zeros(2)  # deterministic actor's quality, quality_base (controller only)
             self.count = 0
             self.live = {"reward": float("nan"), "carbon": float("nan"), "val": float("nan")}
             self.last_log = 0
@@ -352,6 +376,8 @@ def make_monitor(config: TrainConfig, run_dir: Path, env: Any, show_progress: bo
                 self.sums[4] += info["quality"]
                 self.sums[5] += info["quality_base"]
             self.count += len(infos)
+            if controller is not None and self.num_timesteps > max(config.learning_starts, config.quality_target_start):
+                self._control_quality(infos)
             if self.num_timesteps - self.last_log >= config.log_every_steps:
                 self._log()
             if config.eval_every_steps and self.num_timesteps - self.last_eval >= config.eval_every_steps:
@@ -372,6 +398,16 @@ def make_monitor(config: TrainConfig, run_dir: Path, env: Any, show_progress: bo
         def _rate(self) -> float:
             return (self.num_timesteps - self.steps_at_start) / max(time.perf_counter() - self.t_start, 1e-9)
 
+        def _control_quality(self, infos: list[dict[str, Any]]) -> None:
+            # SB3 has not yet stored the transition, so _last_obs is what these requests were decided on
+            actions, _ = self.model.predict(self.model._last_obs, deterministic=True)
+            link = env.model.link
+            level, _ = action_to_decision(actions, link.p_min_w, link.p_max_w)
+            q_det = (level == np.array([info["preferred_level"] for info in infos])).astype(np.float64)
+            q0 = np.array([info["quality_base"] for info in infos])
+            controller.update(env.shaping, q_det, q0)
+            self.det_sums += (q_det.sum(), q0.sum())
+
         def _log(self) -> None:
             if self.count:
                 n = self.count
@@ -382,6 +418,11 @@ def make_monitor(config: TrainConfig, run_dir: Path, env: Any, show_progress: bo
                 self.logger.record("rollout/floor_violation_frac", self.sums[3] / n)
                 self.logger.record("rollout/quality_vs_base_frac", self.sums[4] / max(self.sums[5], 1e-12))
                 self.live.update(reward=reward, carbon=carbon)
+            if controller is not None:
+                self.logger.record("train/quality_bonus", env.shaping.quality_bonus)
+                if self.det_sums[1] > 0:
+                    self.logger.record("rollout/det_quality_vs_base_frac", self.det_sums[0] / self.det_sums[1])
+                self.det_sums[:] = 0.0
             self.logger.record("global_step", self.num_timesteps)
             self.logger.record("time/steps_per_s", self._rate())
             self.logger.record("time/wall_s", wall_offset_s + time.perf_counter() - self.t_start)
@@ -404,14 +445,16 @@ def make_monitor(config: TrainConfig, run_dir: Path, env: Any, show_progress: bo
             wall_s = wall_offset_s + time.perf_counter() - self.t_start
             with open(run_dir / EVALUATIONS_FILE, "a") as f:
                 f.write(json.dumps({"step": self.num_timesteps, "wall_s": wall_s, "summary": row,
-                                    "result": result.to_dict()}) + "\n")
+                                    "quality_bonus": env.shaping.quality_bonus, "result": result.to_dict()}) + "\n")
             # checkpoint: model, actor spec, state; json files replaced atomically
             self.model.save(run_dir / MODEL_FILE)
             if config.save_replay_buffer:
                 self.model.save_replay_buffer(run_dir / REPLAY_FILE)
             _write_json(run_dir / ACTOR_SPEC_FILE, actor_spec_from_policy(policy).to_dict())
-            _write_json(run_dir / STATE_FILE, {"num_timesteps": self.num_timesteps, "wall_s": wall_s,
-                                               "episode_count": env.sim.episode_count.tolist()})
+            _write_json(run_dir / STATE_FILE, {
+                "num_timesteps": self.num_timesteps, "wall_s": wall_s, "episode_count": env.sim.episode_count.tolist(),
+                "quality_bonus": env.shaping.quality_bonus,
+                "quality_controller": controller.state() if controller is not None else None})
             self.last_eval = self.num_timesteps
             self._log()
 
@@ -452,8 +495,10 @@ def sac_kwargs(config: TrainConfig) -> dict[str, Any]:
     lr: Any = config.learning_rate
     if config.learning_rate_end is not None:
         lr = LinearSchedule(config.learning_rate, config.learning_rate_end, end_fraction=1.0)
+    from .shaped_replay import ShapedReplayBuffer
+
     return dict(
-        learning_rate=lr, buffer_size=config.buffer_size,
+        learning_rate=lr, buffer_size=config.buffer_size, replay_buffer_class=ShapedReplayBuffer,
         learning_starts=config.learning_starts, batch_size=config.batch_size, tau=config.tau, gamma=config.gamma,
         train_freq=config.train_freq, gradient_steps=config.gradient_steps, ent_coef=ent, ent_coef_lr=config.ent_coef_lr,
         target_entropy=config.target_entropy if config.target_entropy is not None else "auto",
@@ -486,6 +531,7 @@ def train(config: TrainConfig, resume: str | Path | None = None, show_progress: 
     """
     import torch
 
+    from .reward_shaping import QualityController
     from .run import CONFIG_FILE, MODEL_FILE, REPLAY_FILE, STATE_FILE, VERSIONS_FILE
     from .sac_policy import EntropyRateSAC, make_sac
     from .sb3_vec_env import ServiceVecEnv
@@ -518,6 +564,13 @@ def train(config: TrainConfig, resume: str | Path | None = None, show_progress: 
     env = ServiceVecEnv(scenario, n_envs=config.n_envs, model=ServiceModel(scenario), seed=config.seed,
                         quality_bonus=config.quality_bonus, deficit_bonus=config.deficit_bonus,
                         reward_scale=config.reward_scale)
+    controller = None
+    if config.quality_target is not None:
+        controller = QualityController(config.quality_target, config.quality_target_rate)
+    if resume is not None:  # the multiplier where the controller left it
+        env.shaping.quality_bonus = float(state.get("quality_bonus", config.quality_bonus))
+        if controller is not None and state.get("quality_controller"):
+            controller.load_state(state["quality_controller"])
 
     # --- ALGO LOGIC: SAC with the PopSAN actor (sdrl) or the MLP actor (sac) ----------------------
     if resume is None:
@@ -531,6 +584,7 @@ def train(config: TrainConfig, resume: str | Path | None = None, show_progress: 
             model.load_replay_buffer(run_dir / REPLAY_FILE)
         # continue the training days where the checkpoint left them
         env.start_days_at(np.asarray(state.get("episode_count", np.zeros(config.n_envs)), dtype=np.int64))
+    model.replay_buffer.shaping = env.shaping  # sampled rewards follow the current multiplier
     resume_step = int(state["num_timesteps"]) if resume is not None else None
     model.set_logger(_make_logger(run_dir, resume_step))
     if resume is None:
@@ -540,7 +594,7 @@ def train(config: TrainConfig, resume: str | Path | None = None, show_progress: 
     remaining = config.steps - model.num_timesteps
     if remaining > 0:
         monitor = make_monitor(config, run_dir, env, show_progress, config.steps,
-                                    wall_offset_s=float(state.get("wall_s", 0.0)))
+                               wall_offset_s=float(state.get("wall_s", 0.0)), controller=controller)
         # log_interval=None: the monitor dumps the logs (a day is ~4k steps per BS, too rare for SB3's)
         model.learn(total_timesteps=remaining, callback=monitor, log_interval=None,  # type: ignore[arg-type]
                     reset_num_timesteps=resume is None)
