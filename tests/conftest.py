@@ -1,4 +1,4 @@
-"""Shared test fixtures: where the shared (non-redistributable) data lives.
+"""Shared test fixtures: where the shared (non-redistributable) data lives, and the tiny scenario's model.
 
 The shared data dir is ``$AOLO_SHARED_DATA`` if set, else ``<repo>/../shared/data``. Tests that
 need it take the ``shared_dir`` or ``sprout_file`` fixture and are skipped,
@@ -13,6 +13,14 @@ from typing import Callable
 import pytest
 
 from aolo.shared_data import shared_data_dir
+from aolo.train.scenario import get_scenario
+from aolo.train.simulator import ServiceModel
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> ServiceModel:
+    """The tiny scenario's service model, one per test module (tests may set its fields)."""
+    return ServiceModel(get_scenario("tiny"))
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,7 @@ from aolo.runtime.carbon import request_carbon
 from aolo.runtime.policy_io import OBS_DIM, action_to_decision, decision_to_action
 from aolo.runtime.radio import transmit
 from aolo.train.env import LLMServiceEnv, LLMServiceVectorEnv
-from aolo.train.scenario import get_scenario
-from aolo.train.simulator import BatchSimulator, ServiceModel, observe
-
-
-@pytest.fixture(scope="module")
-def tiny_model() -> ServiceModel:
-    return ServiceModel(get_scenario("tiny"))
+from aolo.train.simulator import BatchSimulator, observe
 
 
 def test_spaces_are_the_documented_boxes(tiny_model):

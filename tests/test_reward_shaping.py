@@ -15,9 +15,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from aolo.train.reward_shaping import MULTIPLIER_MAX, QualityController, RewardShaping
 from aolo.train.run import STATE_FILE, read_evaluations
 from aolo.train.sb3_vec_env import ServiceVecEnv
-from aolo.train.scenario import get_scenario
 from aolo.train.shaped_replay import ShapedReplayBuffer
-from aolo.train.simulator import ServiceModel
 from aolo.train.training import TrainConfig, train
 
 torch.set_num_threads(1)
@@ -80,11 +78,6 @@ def _fill(buffer_cls, env: ServiceVecEnv, steps: int) -> ReplayBuffer:
         buf.add(obs, new_obs, action, reward, done, infos)
         obs = new_obs
     return buf
-
-
-@pytest.fixture(scope="module")
-def tiny_model() -> ServiceModel:
-    return ServiceModel(get_scenario("tiny"))
 
 
 def test_the_shaped_buffer_samples_what_sb3s_buffer_samples_while_the_shaping_stays(tiny_model):

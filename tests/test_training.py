@@ -20,7 +20,6 @@ from aolo.train.plots import plot_quality_carbon
 from aolo.train.policies import BasePolicy, LPPolicy, RandomPolicy
 from aolo.train.run import is_run_dir, load_run, read_evaluations
 from aolo.train.sb3_vec_env import ServiceVecEnv
-from aolo.train.scenario import get_scenario
 from aolo.train.simulator import ServiceModel
 from aolo.train.training import TrainConfig, VALIDATION_SEEDS, field_docs, train
 
@@ -32,11 +31,6 @@ def tiny_config(tmp_path: Path, **changes) -> TrainConfig:
                 eval_n_bs=2, eval_seeds=(501,), log_every_steps=400, out_dir=str(tmp_path))
     base.update(changes)
     return TrainConfig(**base)
-
-
-@pytest.fixture(scope="module")
-def tiny_model() -> ServiceModel:
-    return ServiceModel(get_scenario("tiny"))
 
 
 @pytest.fixture(scope="module")

@@ -492,11 +492,11 @@ def sac_kwargs(config: TrainConfig) -> dict[str, Any]:
     ent: Any = config.ent_coef if config.ent_coef.startswith("auto") else float(config.ent_coef)
     from stable_baselines3.common.utils import LinearSchedule
 
+    from .shaped_replay import ShapedReplayBuffer
+
     lr: Any = config.learning_rate
     if config.learning_rate_end is not None:
         lr = LinearSchedule(config.learning_rate, config.learning_rate_end, end_fraction=1.0)
-    from .shaped_replay import ShapedReplayBuffer
-
     return dict(
         learning_rate=lr, buffer_size=config.buffer_size, replay_buffer_class=ShapedReplayBuffer,
         learning_starts=config.learning_starts, batch_size=config.batch_size, tau=config.tau, gamma=config.gamma,
