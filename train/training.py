@@ -115,7 +115,10 @@ class TrainConfig:
     quality_target: float | None = None
     """Target quality of the deterministic actor against BASE's (1.0: BASE's), on the training
     requests. When set, quality_bonus is only the multiplier's start: it is adapted during training
-    until the target is met, so that runs of both algorithms land at the same quality (None: fixed)."""
+    toward the target (None: fixed). Runs hit the target on average, not run by run: with target 1.0,
+    ten seeds per algorithm landed at 99.4 +- 2.6% (SDRL) and 100.5 +- 2.5% (SAC) of BASE's quality
+    on the validation seeds, twice the fixed multiplier's spread, because the final weights' quality
+    still swings between checkpoints."""
     quality_target_rate: float = 5e-4
     """Change of the quality multiplier per request per unit of quality-ratio error (quality_target only)."""
     quality_target_start: int = 40_000
