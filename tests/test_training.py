@@ -13,6 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from aolo.cli import app
+from aolo.train.actor_average import ActorAverage, averaged_weights
 from aolo.train.comparison import Comparison, comparison_quality_adjusted_gap, excess_gap, quality_adjusted_gap
 from aolo.train.evaluate import evaluate_policy, summary_row
 from aolo.train.frontier import lp_frontier
@@ -344,3 +345,57 @@ def test_quality_carbon_plot_draws_the_fitted_lines_of_a_comparison_with_enough_
     assert fit is not None and (fit.n_a, fit.n_b) == (3, 3) and np.isfinite(fit.diff_pct)
     path = plot_quality_carbon(comparison, tmp_path / "qc.png")
     assert path.stat().st_size > 10_000
+
+
+# --- actor weight averaging --------------------------------------------------------------------
+def test_an_actor_average_is_the_mean_of_its_snapshots_and_swapping_it_in_restores_the_weights_exactly(tmp_path):
+    layer = torch.nn.Linear(3, 2)
+    average = ActorAverage()
+    snapshots = []
+    for step, value in ((10, 1.0), (11, 2.0), (12, 6.0)):
+        with torch.no_grad():
+            layer.weight.fill_(value)
+            layer.bias.fill_(-value)
+        snapshots.append(layer.weight.detach().clone())
+        average.update(layer, step)
+    assert average.count == 3 and average.first_step == 10
+    torch.testing.assert_close(average.mean["weight"], torch.stack(snapshots).mean(0))
+    torch.testing.assert_close(average.mean["bias"], torch.full((2,), -3.0))
+    with averaged_weights(layer, average):
+        assert torch.all(layer.weight == 3.0)
+    assert torch.equal(layer.weight, snapshots[-1]) and torch.all(layer.bias == -6.0)
+
+    average.save(tmp_path / "a.pt")
+    back = ActorAverage.load(tmp_path / "a.pt")
+    assert (back.count, back.first_step) == (3, 10) and torch.equal(back.mean["weight"], average.mean["weight"])
+    with pytest.raises(ValueError, match="does not match"):
+        back.load_into(torch.nn.Linear(4, 2))
+    (tmp_path / "junk.pt").write_text("not a tensor file")
+    with pytest.raises(ValueError, match=r"junk\.pt: not an actor average"):
+        ActorAverage.load(tmp_path / "junk.pt")
+
+
+def test_averaging_leaves_training_unchanged_and_the_run_ships_the_average(tmp_path):
+    plain = load_run(train(tiny_config(tmp_path / "plain", algo="sdrl"), show_progress=False))
+    run_dir = train(tiny_config(tmp_path / "avg", algo="sdrl", actor_average_steps=400), show_progress=False)
+    raw, shipped = load_run(run_dir, averaged=False), load_run(run_dir)
+    for (name, a), b in zip(plain.model.policy.state_dict().items(), raw.model.policy.state_dict().values()):
+        assert torch.equal(a, b), name  # the shadow average never touched training
+    average = ActorAverage.load(run_dir / "actor_average.pt")
+    assert average.count == 400 // 4 and average.first_step == 804  # one snapshot per vector step of 4 BS
+    obs = np.random.default_rng(2).uniform(-0.5, 1.5, (64, 15)).astype(np.float32)
+    assert not np.array_equal(shipped.act(obs), raw.act(obs))
+    np.testing.assert_allclose(shipped.act(obs), shipped.spec.forward(obs), atol=1e-5)  # the spec is the average
+    assert read_evaluations(run_dir)[-1]["actor_average_count"] == 100
+
+
+def test_a_resumed_run_keeps_an_average_inside_its_window_and_restarts_one_the_window_moved_past(tmp_path):
+    cfg = tiny_config(tmp_path, algo="sac", steps=800, eval_every_steps=400, actor_average_steps=800)
+    kept = train(cfg, show_progress=False)  # window: after learning_starts (400) to the end
+    train(cfg.with_(steps=1_200), resume=kept, show_progress=False)  # window 400-1200 holds the saved one
+    assert ActorAverage.load(kept / "actor_average.pt").count == 800 // 4
+
+    moved = train(cfg.with_(actor_average_steps=400), show_progress=False)  # window 400-800
+    train(cfg.with_(steps=1_200, actor_average_steps=400), resume=moved, show_progress=False)  # window 800-1200
+    average = ActorAverage.load(moved / "actor_average.pt")
+    assert average.count == 400 // 4 and average.first_step == 804

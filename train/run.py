@@ -5,8 +5,9 @@ A run dir (``runs/<scenario>__<algo>__<seed>__<timestamp>/``, written by
 
     config.json          the TrainConfig (plain values)
     versions.json        torch, snntorch, stable-baselines3, gymnasium, numpy, aolo versions
-    model.zip            the SB3 SAC model at the last checkpoint
-    actor_spec.json      its deterministic actor as an ActorSpec (aolo.runtime.actor_spec)
+    model.zip            the SB3 SAC model at the last checkpoint (the actor's last weights)
+    actor_average.pt     only with actor_average_steps: the averaged actor weights (aolo.train.actor_average)
+    actor_spec.json      the shipped deterministic actor (the average, if any) as an ActorSpec
     train_state.json     steps done, simulator day counters, wall time (for --resume)
     evaluations.jsonl    one line per periodic evaluation on the validation seeds
     progress.csv, tb/    SB3 logger output (csv, TensorBoard)
@@ -26,7 +27,7 @@ from aolo.runtime.actor_spec import ActorSpec
 
 __all__ = ["TrainedRun", "load_run", "is_run_dir", "deterministic_actor", "read_evaluations",
            "CONFIG_FILE", "MODEL_FILE", "ACTOR_SPEC_FILE", "EVALUATIONS_FILE", "STATE_FILE", "VERSIONS_FILE",
-           "REPLAY_FILE"]
+           "REPLAY_FILE", "ACTOR_AVERAGE_FILE"]
 
 CONFIG_FILE = "config.json"
 VERSIONS_FILE = "versions.json"
@@ -35,6 +36,7 @@ ACTOR_SPEC_FILE = "actor_spec.json"
 STATE_FILE = "train_state.json"
 EVALUATIONS_FILE = "evaluations.jsonl"
 REPLAY_FILE = "replay_buffer.pkl"
+ACTOR_AVERAGE_FILE = "actor_average.pt"
 
 
 def is_run_dir(path: str | Path) -> bool:
@@ -80,7 +82,8 @@ class TrainedRun:
 
     :param run_dir: the directory
     :param config: its :class:`aolo.train.training.TrainConfig`
-    :param model: the SB3 SAC model (no env attached)
+    :param model: the SB3 SAC model (no env attached); its actor holds the shipped weights (the
+        actor average, if the run has one and it was loaded)
     :param spec: the deterministic actor as an :class:`ActorSpec`, read from ``actor_spec.json``
     :param state: ``train_state.json`` (``num_timesteps``, ``episode_count``, ``wall_s``)
     """
@@ -107,10 +110,13 @@ class TrainedRun:
         return ActorPolicy(self.name, deterministic_actor(self.model.policy))
 
 
-def load_run(run_dir: str | Path) -> TrainedRun:
+def load_run(run_dir: str | Path, averaged: bool = True) -> TrainedRun:
     """Load a run directory written by :func:`aolo.train.training.train`.
 
     :param run_dir: the run directory
+    :param averaged: load the actor average (``actor_average.pt``) into the actor when the run has
+        one, as the run ships it; False: the actor's last weights (``actor_spec.json`` still
+        describes the average)
     :return: the run with its config, SB3 model (on CPU), actor spec and training state
     :raises ValueError: not a run directory, or a file in it is missing or unreadable (named)
     """
@@ -129,6 +135,14 @@ def load_run(run_dir: str | Path) -> TrainedRun:
     except (ValueError, TypeError, KeyError) as e:
         raise ValueError(f"{run_dir / CONFIG_FILE}: {e}") from e
     model = SAC.load(run_dir / MODEL_FILE, device="cpu")
+    if averaged and (run_dir / ACTOR_AVERAGE_FILE).is_file():
+        from .actor_average import ActorAverage
+
+        average = ActorAverage.load(run_dir / ACTOR_AVERAGE_FILE)  # names the file if unreadable
+        try:
+            average.load_into(model.policy.actor)
+        except ValueError as e:
+            raise ValueError(f"{run_dir / ACTOR_AVERAGE_FILE}: {e}") from e
     spec = ActorSpec.from_dict(json.loads((run_dir / ACTOR_SPEC_FILE).read_text()))
     state_path = run_dir / STATE_FILE
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
