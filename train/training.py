@@ -195,6 +195,12 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.ent_coef must be 'auto', 'auto_<init>' or a number, got "
                                  f"{self.ent_coef!r}") from None
 
+    @property
+    def actor_average_start(self) -> int:
+        """Environment step after which each step adds the actor's weights to the average: the
+        last ``actor_average_steps`` of the run, never before ``learning_starts``."""
+        return max(self.learning_starts, self.steps - self.actor_average_steps)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values (the popsan config as a nested dict)."""
         d = asdict(self)
@@ -395,8 +401,7 @@ def make_monitor(config: TrainConfig, run_dir: Path, env: Any, show_progress: bo
             self.count += len(infos)
             if controller is not None and self.num_timesteps > max(config.learning_starts, config.quality_target_start):
                 self._control_quality(infos)
-            if average is not None and self.num_timesteps > max(config.learning_starts,
-                                                                config.steps - config.actor_average_steps):
+            if average is not None and self.num_timesteps > config.actor_average_start:
                 average.update(self.model.policy.actor, self.num_timesteps)
             if self.num_timesteps - self.last_log >= config.log_every_steps:
                 self._log()
@@ -620,8 +625,7 @@ def train(config: TrainConfig, resume: str | Path | None = None, show_progress: 
             saved_average = ActorAverage.load(run_dir / ACTOR_AVERAGE_FILE)
             # kept if it lies inside this run's window (an interrupted run); a run resumed to more
             # steps moves the window past it, and averaging starts again at the resume point
-            window_start = config.steps - config.actor_average_steps
-            if saved_average.first_step is not None and saved_average.first_step > window_start:
+            if saved_average.first_step is not None and saved_average.first_step > config.actor_average_start:
                 average = saved_average
     resume_step = int(state["num_timesteps"]) if resume is not None else None
     model.set_logger(_make_logger(run_dir, resume_step))
