@@ -376,7 +376,9 @@ def test_an_actor_average_is_the_mean_of_its_snapshots_and_swapping_it_in_restor
 
 
 def test_averaging_leaves_training_unchanged_and_the_run_ships_the_average(tmp_path):
-    plain = load_run(train(tiny_config(tmp_path / "plain", algo="sdrl"), show_progress=False))
+    plain_dir = train(tiny_config(tmp_path / "plain", algo="sdrl", actor_average_steps=0), show_progress=False)
+    assert not (plain_dir / "actor_average.pt").exists()
+    plain = load_run(plain_dir)
     run_dir = train(tiny_config(tmp_path / "avg", algo="sdrl", actor_average_steps=400), show_progress=False)
     raw, shipped = load_run(run_dir, averaged=False), load_run(run_dir)
     for (name, a), b in zip(plain.model.policy.state_dict().items(), raw.model.policy.state_dict().values()):
@@ -387,6 +389,16 @@ def test_averaging_leaves_training_unchanged_and_the_run_ships_the_average(tmp_p
     assert not np.array_equal(shipped.act(obs), raw.act(obs))
     np.testing.assert_allclose(shipped.act(obs), shipped.spec.forward(obs), atol=1e-5)  # the spec is the average
     assert read_evaluations(run_dir)[-1]["actor_average_count"] == 100
+
+
+def test_by_default_the_last_third_of_a_run_is_averaged():
+    assert TrainConfig().actor_average_start == 100_000  # the screened window: 50k of 150k steps
+    assert TrainConfig(steps=60_000).actor_average_start == 40_000
+    assert TrainConfig(steps=6_000).actor_average_start == 5_000  # never before learning_starts
+    assert TrainConfig(steps=60_000, actor_average_steps=10_000).actor_average_start == 50_000
+    assert TrainConfig(actor_average_steps=0).actor_average_window == 0
+    with pytest.raises(ValueError, match="actor_average_steps must be >= 0"):
+        TrainConfig(actor_average_steps=-1)
 
 
 def test_a_resumed_run_keeps_an_average_inside_its_window_and_restarts_one_the_window_moved_past(tmp_path):

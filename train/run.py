@@ -6,7 +6,7 @@ A run dir (``runs/<scenario>__<algo>__<seed>__<timestamp>/``, written by
     config.json          the TrainConfig (plain values)
     versions.json        torch, snntorch, stable-baselines3, gymnasium, numpy, aolo versions
     model.zip            the SB3 SAC model at the last checkpoint (the actor's last weights)
-    actor_average.pt     only with actor_average_steps: the averaged actor weights (aolo.train.actor_average)
+    actor_average.pt     the averaged actor weights, unless actor_average_steps is 0 (aolo.train.actor_average)
     actor_spec.json      the shipped deterministic actor (the average, if any) as an ActorSpec
     train_state.json     steps done, simulator day counters, wall time (for --resume)
     evaluations.jsonl    one line per periodic evaluation on the validation seeds
