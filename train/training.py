@@ -343,8 +343,8 @@ def make_monitor(config: TrainConfig, run_dir: Path, env: Any, show_progress: bo
         ``env.shaping.quality_bonus`` every step after ``learning_starts`` and ``quality_target_start``
         (None: fixed multiplier)
     :param average: an :class:`aolo.train.actor_average.ActorAverage` that takes the actor's weights
-        every step after ``config.actor_average_start`` and is what
-        validations and checkpoints evaluate and export once it holds any (None: no averaging)
+        every step after ``config.actor_average_start`` and is what validations and checkpoints
+        evaluate and export once it holds any (None: no averaging)
     """
     from stable_baselines3.common.callbacks import BaseCallback
 
