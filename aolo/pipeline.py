@@ -12,8 +12,8 @@ from pathlib import Path
 
 from aolo.console import console as make_console, progress
 from aolo.markdown import table_to_markdown
+from aolo.train.seeds import EVAL_SEEDS
 
-EVAL_SEEDS = (1001, 1002, 1003)
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,8 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
 
     from aolo.export.bundle_export import export_run, parity_table
     from aolo.export.cli import _quantization_table
-    from aolo.hw_profiles import LLMServerProfile, RadioProfile, load_profile
+    from aolo.hw_profiles import (DEFAULT_GRID_ZONE, DEFAULT_RADIO_PROFILE, DEFAULT_SERVER_PROFILE, LLMServerProfile,
+                                  RadioProfile, load_profile)
     from aolo.runtime.energy_report import compare_table as energy_compare_table
     from aolo.runtime.energy_report import counter_note, energy_table, measure_bundle, plot_compare
     from aolo.runtime.estimate import estimate_request
@@ -92,9 +93,9 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
 
     # --- 1. one request -------------------------------------------------------------------------
     stage("1/7 the carbon of one request")
-    server = load_profile("llama2-13b-a100", LLMServerProfile)
-    radio = load_profile("macro", RadioProfile)
-    ci = float(load_grid("US-TEX-ERCO").ci_g_per_kwh[18])
+    server = load_profile(DEFAULT_SERVER_PROFILE, LLMServerProfile)
+    radio = load_profile(DEFAULT_RADIO_PROFILE, RadioProfile)
+    ci = float(load_grid(DEFAULT_GRID_ZONE).ci_g_per_kwh[18])
     est = estimate_request(server, radio, ci, output_tokens=200)
     total = float(est.breakdown.total_g)
     rows = ["| component | carbon (g) | share |", "|---|---|---|"]

@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from aolo.hw_profiles import RadioProfile, load_profile
+from aolo.hw_profiles import DEFAULT_GRID_ZONE, DEFAULT_RADIO_PROFILE, DEFAULT_SERVER_PROFILE, RadioProfile, load_profile
 from aolo.runtime.actor_spec import ActorSpec, CubaLIF, Linear, PopulationDecoder, PopulationEncoder, ReLU, Tanh
 from aolo.runtime.backends import BackendError, make_backend
 from aolo.runtime.bundle import ActionSpec, PolicyBundle, write_bundle
@@ -119,7 +119,7 @@ def snn_onnx(spec: ActorSpec, path: Path) -> Path | None:
 
 
 def build_bundles(root: Path) -> dict[str, Path]:
-    action = ActionSpec.from_radio_profile(load_profile("macro", RadioProfile))
+    action = ActionSpec.from_radio_profile(load_profile(DEFAULT_RADIO_PROFILE, RadioProfile))
     bundles = {}
     ann = ann_spec()
     bundles["ann"] = write_bundle(root / "ann", ann, {"onnx": ann_onnx(ann, root / "ann.onnx")}, algo="sac",
@@ -197,8 +197,8 @@ def bench_service(bundle_path: Path, n: int) -> dict[str, Any]:
     bundle = PolicyBundle.load(bundle_path)
     with tempfile.TemporaryDirectory() as d:
         svc = PolicyService(bundle, make_backend("onnx", bundle), Ledger(Path(d) / "l.db"),
-                            load_profile("llama2-13b-a100", LLMServerProfile), load_profile("macro", RadioProfile),
-                            load_grid("US-TEX-ERCO"), max_pending=1000)
+                            load_profile(DEFAULT_SERVER_PROFILE, LLMServerProfile), load_profile(DEFAULT_RADIO_PROFILE, RadioProfile),
+                            load_grid(DEFAULT_GRID_ZONE), max_pending=1000)
         tel = [Telemetry(request_id=f"s{i}", timestamp_utc="2024-06-01T18:00:00Z", task_class="math",
                          prompt_tokens=64, deadline_s=12.0, gain_db=-100.0, active_sessions=5) for i in range(n + 50)]
         it = iter(tel)
@@ -215,7 +215,7 @@ def bench_service(bundle_path: Path, n: int) -> dict[str, Any]:
 SERVER_CODE = """
 import sys
 from pathlib import Path
-from aolo.hw_profiles import LLMServerProfile, RadioProfile, load_profile
+from aolo.hw_profiles import DEFAULT_GRID_ZONE, DEFAULT_RADIO_PROFILE, DEFAULT_SERVER_PROFILE, LLMServerProfile, RadioProfile, load_profile
 from aolo.runtime.backends import make_backend
 from aolo.runtime.bundle import PolicyBundle
 from aolo.runtime.grid import load_grid
@@ -224,8 +224,8 @@ from aolo.runtime.server import ServerSettings, make_server, run_until_signalled
 from aolo.runtime.service import PolicyService
 bundle = PolicyBundle.load(sys.argv[1])
 svc = PolicyService(bundle, make_backend(sys.argv[3], bundle), Ledger(sys.argv[2]),
-                    load_profile('llama2-13b-a100', LLMServerProfile), load_profile('macro', RadioProfile),
-                    load_grid('US-TEX-ERCO'))
+                    load_profile(DEFAULT_SERVER_PROFILE, LLMServerProfile), load_profile(DEFAULT_RADIO_PROFILE, RadioProfile),
+                    load_grid(DEFAULT_GRID_ZONE))
 server = make_server(svc, ServerSettings(port=0))
 run_until_signalled(server, on_ready=lambda s: print(s.port, 'torch' in sys.modules, flush=True))
 """

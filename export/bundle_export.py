@@ -22,6 +22,7 @@ import numpy as np
 from aolo.runtime.bundle import ActionSpec, PolicyBundle, write_bundle
 from aolo.runtime.energy import count_ops, op_counts_to_dict
 from aolo.runtime.fixed_point import load_fixed_point, quantize_actor, save_fixed_point
+from aolo.train.seeds import EVAL_SEEDS
 
 from .parity import (ParityResult, check_actions, check_lava_fixed, check_lava_float, check_nir,
                      scenario_observations)
@@ -57,7 +58,7 @@ def parse_targets(text: str) -> list[str]:
 
 
 def export_run(run_dir: str | Path, out: str | Path, targets: Sequence[str] = TARGETS, n_onnx_obs: int = 10_000,
-               n_lava_obs: int = 200, eval_seeds: Sequence[int] = (1001, 1002, 1003), overwrite: bool = False,
+               n_lava_obs: int = 200, eval_seeds: Sequence[int] = EVAL_SEEDS, overwrite: bool = False,
                log=print) -> ExportResult:
     """Export a run directory to a bundle at ``out``.
 

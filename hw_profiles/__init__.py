@@ -6,9 +6,13 @@ from .llm_server import LLMServerProfile
 from .profile import Profile
 from .quantity import Quantity, QuantitySeries
 from .radio import RadioProfile
-from .registry import ProfileError, embedded_profiles, load_profile, load_profile_file
+from .registry import (DEFAULT_GRID_ZONE, DEFAULT_RADIO_PROFILE, DEFAULT_SERVER_PROFILE, ProfileError,
+                       embedded_profiles, load_profile, load_profile_file)
 
 __all__ = [
+    "DEFAULT_GRID_ZONE",
+    "DEFAULT_RADIO_PROFILE",
+    "DEFAULT_SERVER_PROFILE",
     "ActorHardwareProfile",
     "GridZoneProfile",
     "LLMServerProfile",

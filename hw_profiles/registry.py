@@ -20,6 +20,12 @@ from .radio import RadioProfile
 
 DATA_DIR = Path(__file__).parent / "data"
 
+# The defaults every command and scenario starts from: Sprout's Llama-2-13B on an A100, a macro
+# base station, and the Texas (ERCOT) grid of Sprout's evaluation (docs/model.md).
+DEFAULT_SERVER_PROFILE = "llama2-13b-a100"
+DEFAULT_RADIO_PROFILE = "macro"
+DEFAULT_GRID_ZONE = "US-TEX-ERCO"
+
 PROFILE_TYPES: dict[str, type[Profile]] = {
     cls.TYPE: cls for cls in (LLMServerProfile, RadioProfile, ActorHardwareProfile, GridZoneProfile)
 }

@@ -1,6 +1,6 @@
 """Policy bundle: the deployable actor as a directory, validated before anything runs it.
 
-Layout (format version 1)::
+Layout (format version 2)::
 
     <bundle>/
       manifest.json      # Manifest: what the actor reads and writes, where it came from, file hashes
@@ -21,7 +21,7 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
@@ -30,7 +30,7 @@ import numpy as np
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .actor_spec import ActorSpec, CubaLIF, Linear, PopulationDecoder, PopulationEncoder
-from .policy_io import ACT_DIM, LEVELS, OBS_FIELDS
+from .policy_io import ACT_DIM, LEVELS, OBSERVATION
 
 __all__ = [
     "ACTOR_SPEC_FILE",
@@ -47,7 +47,7 @@ __all__ = [
     "write_bundle",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the observation section carries the whole contract (input, unit, transform, bounds)
 MANIFEST_FILE = "manifest.json"
 ACTOR_SPEC_FILE = "actor_spec.json"
 ACTOR_SPEC_TARGET = "actor_spec"
@@ -56,8 +56,8 @@ TARGET_FILE_NAMES = {"onnx": "actor.onnx", "nir": "actor.nir", "lava_fixed": "la
 _TARGET_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 _FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # a plain name: no directories, no '..'
 OBS_NORMALISATION_NOTE = (
-    "Observation built by aolo.runtime.policy_io.build_observation: each field scaled as its meaning "
-    "says; ci_norm is min-max over the trailing 168 h of the grid trace (grid.trailing_minmax_norm)."
+    "Observation built by aolo.runtime.policy_io.build_observation: each field is transform(input), "
+    "clipped to [low, high]; ci_norm is min-max over the trailing week of the grid trace (grid.trailing_minmax)."
 )
 POWER_MAPPING_NOTE = "tx_power_w = p_min_w + (clip(a_1, -1, 1) + 1) / 2 * (p_max_w - p_min_w)"
 
@@ -96,10 +96,18 @@ class FileEntry(_Strict):
 
 
 class ObservationField(_Strict):
-    """One observation entry: its name and its meaning and scale (from ``policy_io.OBS_FIELDS``)."""
+    """One observation entry, as :class:`aolo.runtime.policy_io.ObsField` defines it."""
 
     name: str
+    input: str
+    unit: str
+    transform: Literal["linear", "sin_day", "cos_day", "onehot"]
+    low: float
+    high: float
     meaning: str
+    offset: float = 0.0
+    scale: float = 1.0
+    category: Optional[int] = None
 
 
 class ObservationSpec(_Strict):
@@ -117,8 +125,8 @@ class ObservationSpec(_Strict):
 
     @classmethod
     def default(cls) -> "ObservationSpec":
-        """The runtime's observation contract, ``policy_io.OBS_FIELDS``."""
-        return cls(obs_dim=len(OBS_FIELDS), fields=[ObservationField(name=n, meaning=m) for n, m in OBS_FIELDS])
+        """The runtime's observation contract, ``policy_io.OBSERVATION``."""
+        return cls(obs_dim=len(OBSERVATION), fields=[ObservationField(**asdict(f)) for f in OBSERVATION])
 
 
 class RadioRef(_Strict):
@@ -331,7 +339,7 @@ def write_bundle(
     :param algo: training algorithm, e.g. "sdrl" or "sac"
     :param action: the action contract (power range and radio profile), see
         :meth:`ActionSpec.from_radio_profile`
-    :param observation: the observation contract; default ``policy_io.OBS_FIELDS``
+    :param observation: the observation contract; default ``policy_io.OBSERVATION``
     :param training_metadata: JSON-ready provenance (run dir, seed, steps, scenario)
     :param op_counts: JSON-ready per-layer operation counts
     :param profile_versions: profile name -> version; the radio profile is added

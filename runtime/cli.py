@@ -8,6 +8,10 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
+from aolo.hw_profiles import DEFAULT_GRID_ZONE, DEFAULT_RADIO_PROFILE, DEFAULT_SERVER_PROFILE
+
+from .energy_report import HARDWARE
+
 if TYPE_CHECKING:
     from .grid import GridTrace
 
@@ -31,12 +35,12 @@ def _register_carbon(app: typer.Typer) -> None:
     def estimate(
         output_tokens: float = typer.Option(200.0, "--output-tokens", help="answer length, tokens"),
         prompt_tokens: float = typer.Option(50.0, "--prompt-tokens", help="prompt length, tokens"),
-        server: str = typer.Option("llama2-13b-a100", "--server", help="LLM server profile"),
-        radio: str = typer.Option("macro", "--radio", help="radio profile (macro, micro, pico)"),
+        server: str = typer.Option(DEFAULT_SERVER_PROFILE, "--server", help="LLM server profile"),
+        radio: str = typer.Option(DEFAULT_RADIO_PROFILE, "--radio", help="radio profile (macro, micro, pico)"),
         tx_power_w: Optional[float] = typer.Option(None, "--tx-power-w", help="downlink power, W",
                                                        show_default="P_max"),
         distance_m: float = typer.Option(300.0, "--distance-m", help="BS-user distance, m"),
-        zone: str = typer.Option("US-TEX-ERCO", "--zone", help="grid zone (embedded) or Electricity Maps CSV"),
+        zone: str = typer.Option(DEFAULT_GRID_ZONE, "--zone", help="grid zone (embedded) or Electricity Maps CSV"),
         hour_utc: int = typer.Option(18, "--hour-utc", min=0, help="hour of the trace, UTC (18 = Texas noon, CST)"),
         sessions: float = typer.Option(10.0, "--sessions", help="active sessions sharing the BS static power"),
         actor_energy_j: float = typer.Option(0.0, "--actor-energy-j", help="the policy's decision energy, J"),
@@ -236,9 +240,9 @@ def _register_serve(app: typer.Typer) -> None:
         port: int = typer.Option(8080, "--port", min=0, max=65535, help="TCP port; 0 picks a free one"),
         ledger: Path = typer.Option(Path("aolo-ledger.db"), "--ledger", metavar="PATH.db",
                                     help="SQLite carbon ledger, created if absent"),
-        radio: str = typer.Option("macro", "--radio", help="radio profile (macro, micro, pico)"),
-        server: str = typer.Option("llama2-13b-a100", "--server", help="LLM server profile"),
-        grid: str = typer.Option("US-TEX-ERCO", "--grid", help="grid zone (embedded) or Electricity Maps CSV"),
+        radio: str = typer.Option(DEFAULT_RADIO_PROFILE, "--radio", help="radio profile (macro, micro, pico)"),
+        server: str = typer.Option(DEFAULT_SERVER_PROFILE, "--server", help="LLM server profile"),
+        grid: str = typer.Option(DEFAULT_GRID_ZONE, "--grid", help="grid zone (embedded) or Electricity Maps CSV"),
         max_body_bytes: int = typer.Option(1 << 20, "--max-body-bytes", min=1, help="largest request body, bytes"),
         actor_hardware: Optional[str] = typer.Option(
             None, "--actor-hardware", help="hardware the ledger charges the actor's energy for",
@@ -310,7 +314,7 @@ def _register_energy(app: typer.Typer) -> None:
     def energy(
         bundle: Optional[Path] = typer.Argument(None, help="a policy bundle (omit with --compare)"),
         compare: Optional[list[Path]] = typer.Option(None, "--compare", help="SNN_BUNDLE then ANN_BUNDLE: give twice"),
-        hardware: str = typer.Option(",".join(("loihi1", "loihi2", "a100", "jetson-tx2", "server-cpu")), "--hardware",
+        hardware: str = typer.Option(",".join(HARDWARE), "--hardware",
                                      help="actor-hardware profiles to price on"),
         n_obs: int = typer.Option(200, "--n-obs", min=1, help="representative observations to run"),
         no_lava: bool = typer.Option(False, "--no-lava", help="count spikes with the numpy reference, not Lava"),

@@ -37,11 +37,14 @@ __all__ = [
     "embedded_zones",
     "load_electricity_maps_csv",
     "load_grid",
+    "minmax_scale",
+    "trailing_minmax",
     "trailing_minmax_norm",
 ]
 
 BASES = ("direct", "lca")
 HOUR = timedelta(hours=1)
+TRAILING_WINDOW_H = 168  # ci_norm's trailing window: one week, so every hour of day and weekday is in it
 
 # Electricity Maps export column names (as written in the file, with the subscript ₂)
 DATETIME_COLUMN = "Datetime (UTC)"
@@ -465,15 +468,33 @@ def _as_trace_array(ci_g_per_kwh: np.ndarray) -> np.ndarray:
     return ci
 
 
-def _minmax_scale(ci: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """(ci - lo) / (hi - lo), 0.5 where hi == lo; all (n_hours,)."""
+def minmax_scale(ci: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``(ci - lo) / (hi - lo)`` clipped to [0, 1], 0.5 where hi <= lo; arguments broadcast."""
+    ci, lo, hi = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in (ci, lo, hi)))
     span = hi - lo
     flat = span <= 0
     out = (ci - lo) / np.where(flat, 1.0, span)
     return np.clip(np.where(flat, 0.5, out), 0.0, 1.0)
 
 
-def trailing_minmax_norm(ci_g_per_kwh: np.ndarray, window_h: int = 168) -> np.ndarray:
+def trailing_minmax(ci_g_per_kwh: np.ndarray, window_h: int = TRAILING_WINDOW_H) -> tuple[np.ndarray, np.ndarray]:
+    """Minimum and maximum of each hour's trailing window ``[h - window_h + 1, h]`` (``[0, h]``
+    before ``window_h`` hours have passed).
+
+    :param ci_g_per_kwh: (n_hours,) gCO2eq/kWh
+    :param window_h: window length in hours, >= 1
+    :return: lo (n_hours,), hi (n_hours,) gCO2eq/kWh
+    """
+    ci = _as_trace_array(ci_g_per_kwh)
+    if window_h < 1:
+        raise ValueError(f"window_h: must be >= 1, got {window_h}")
+    # repeating ci[0] in front turns the first windows into [0, h] without changing min or max
+    padded = np.concatenate((np.full(window_h - 1, ci[0]), ci))
+    windows = sliding_window_view(padded, window_h)  # (n_hours, window_h), a view
+    return windows.min(axis=1), windows.max(axis=1)
+
+
+def trailing_minmax_norm(ci_g_per_kwh: np.ndarray, window_h: int = TRAILING_WINDOW_H) -> np.ndarray:
     """Min-max normalise each hour against the trailing window of hours ``[h - window_h + 1, h]``.
 
     ``x[h] = (ci[h] - min W_h) / (max W_h - min W_h)``, 0.5 where max == min. Only past and present
@@ -485,12 +506,7 @@ def trailing_minmax_norm(ci_g_per_kwh: np.ndarray, window_h: int = 168) -> np.nd
     :return: (n_hours,) float64 in [0, 1].
     """
     ci = _as_trace_array(ci_g_per_kwh)
-    if window_h < 1:
-        raise ValueError(f"window_h: must be >= 1, got {window_h}")
-    # repeating ci[0] in front turns the first windows into [0, h] without changing min or max
-    padded = np.concatenate((np.full(window_h - 1, ci[0]), ci))
-    windows = sliding_window_view(padded, window_h)  # (n_hours, window_h), a view
-    return _minmax_scale(ci, windows.min(axis=1), windows.max(axis=1))
+    return minmax_scale(ci, *trailing_minmax(ci, window_h))
 
 
 def annual_minmax_norm(ci_g_per_kwh: np.ndarray) -> np.ndarray:
@@ -504,4 +520,4 @@ def annual_minmax_norm(ci_g_per_kwh: np.ndarray) -> np.ndarray:
     :return: (n_hours,) float64 in [0, 1].
     """
     ci = _as_trace_array(ci_g_per_kwh)
-    return _minmax_scale(ci, np.full_like(ci, ci.min()), np.full_like(ci, ci.max()))
+    return minmax_scale(ci, ci.min(), ci.max())

@@ -15,11 +15,11 @@ What the service fills in when telemetry leaves it out:
   modulo the trace length (a whole number of days keeps the hour of day), so a year-long
   embedded profile serves any date.
 * ``ci_norm``: ``(ci - lo) / (hi - lo)`` with lo, hi the min and max of the trace over the
-  trailing 168 h and the request's own ``ci`` (= ``grid.trailing_minmax_norm`` when ``ci`` is the
-  trace's value), 0.5 when hi == lo.
-* ``quality_slack``: over the last ``quality_window`` recorded outcomes that report quality,
-  ``floor = (1 - xi * ci_norm) * mean(quality_base)`` and ``slack = mean(quality) - floor``,
-  clipped to [-1, 1]; an empty window counts as quality 1 and base 1 (the simulator's rule).
+  trailing week (``grid.trailing_minmax``) and the request's own ``ci`` (= ``grid.trailing_minmax_norm``
+  when ``ci`` is the trace's value), 0.5 when hi == lo.
+* ``quality_slack``: :func:`aolo.runtime.policy_io.quality_slack` of the means of quality and
+  quality_base over the last ``quality_window`` recorded outcomes that report quality; an empty
+  window counts as quality 1 and base 1 (the simulator's rule).
 """
 
 from __future__ import annotations
@@ -32,17 +32,16 @@ from datetime import datetime, timezone
 from typing import Annotated, Literal, Optional, Sequence
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from aolo.hw_profiles import LLMServerProfile, RadioProfile
 
 from .backends import PolicyBackend
-from .bundle import PolicyBundle
+from .bundle import ObservationSpec, PolicyBundle
 from .carbon import CarbonParams, request_carbon
-from .grid import HOUR, GridTrace
+from .grid import HOUR, GridTrace, minmax_scale, trailing_minmax
 from .ledger import DuplicateRequestError, Ledger, LedgerRow, format_utc
-from .policy_io import LEVELS, OBS_FIELDS, TASK_CLASSES, action_to_decision, build_observation
+from .policy_io import LEVELS, TASK_CLASSES, action_to_decision, build_observation, quality_slack
 
 __all__ = [
     "Decision",
@@ -55,8 +54,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("aolo.runtime.service")
-
-CI_NORM_WINDOW_H = 168  # trailing week, as grid.trailing_minmax_norm's default (the training env's)
 
 _Finite = Annotated[float, Field(strict=True)]
 _NonNegative = Annotated[float, Field(strict=True, ge=0)]
@@ -223,10 +220,10 @@ class PolicyService:
         max_pending: int = 100_000,
         include_radio: bool = True,
     ) -> None:
-        names = [f.name for f in bundle.manifest.observation.fields]
-        if names != [n for n, _ in OBS_FIELDS]:
-            raise ServiceError(f"{bundle.path}: manifest field 'observation.fields' {names} is not this runtime's "
-                               "observation (policy_io.OBS_FIELDS)", "observation.fields")
+        if bundle.manifest.observation.fields != ObservationSpec.default().fields:
+            names = [f.name for f in bundle.manifest.observation.fields]
+            raise ServiceError(f"{bundle.path}: manifest field 'observation.fields' ({names}) is not this runtime's "
+                               "observation contract (policy_io.OBSERVATION)", "observation.fields")
         self.bundle, self.backend, self.ledger = bundle, backend, ledger
         self.server, self.radio, self.grid = server, radio, grid
         self.params = CarbonParams.from_profiles(server, radio, include_radio=include_radio)
@@ -250,10 +247,7 @@ class PolicyService:
         self._max_pending = int(max_pending)
         self._lock = threading.Lock()  # pending map, quality window, counters
         self._backend_lock = None if backend.thread_safe else threading.Lock()
-        # trailing min and max of the trace per hour, for ci_norm (see the module docstring)
-        ci = grid.ci_g_per_kwh
-        windows = sliding_window_view(np.concatenate((np.full(CI_NORM_WINDOW_H - 1, ci[0]), ci)), CI_NORM_WINDOW_H)
-        self._ci_lo, self._ci_hi = windows.min(axis=1), windows.max(axis=1)
+        self._ci_lo, self._ci_hi = trailing_minmax(grid.ci_g_per_kwh)  # per hour, for ci_norm
         self.fallback_count = 0
         self.dropped_pending_count = 0
 
@@ -269,8 +263,7 @@ class PolicyService:
         if tel.ci_norm is not None:
             norm = tel.ci_norm
         else:
-            lo, hi = min(self._ci_lo[h], ci), max(self._ci_hi[h], ci)
-            norm = 0.5 if hi <= lo else float(np.clip((ci - lo) / (hi - lo), 0.0, 1.0))
+            norm = float(minmax_scale(ci, min(self._ci_lo[h], ci), max(self._ci_hi[h], ci)))
         return ci, norm, float(tel.timestamp_utc.astimezone(timezone.utc).hour)
 
     def rolling_quality(self) -> tuple[float, float]:
@@ -287,24 +280,29 @@ class PolicyService:
         :param rolling: (quality, quality_base) means; default :meth:`rolling_quality`
         """
         q, q0 = self.rolling_quality() if rolling is None else rolling
-        return float(np.clip(q - (1.0 - self.xi * ci_norm) * q0, -1.0, 1.0))
+        return float(quality_slack(q, q0, ci_norm, self.xi))
 
     def observe(self, batch: Sequence[Telemetry]) -> tuple[np.ndarray, list[tuple[float, float]]]:
         """Observations of a batch and the (ci_g_per_kwh, ci_norm) each used.
 
         :return: obs (n, obs_dim) float32; per request (ci_g_per_kwh, ci_norm)
         """
-        cols = np.empty((len(batch), 9), dtype=np.float64)
-        used = []
+        inputs: dict[str, list[float]] = {k: [] for k in ("ci_norm", "ci_g_per_kwh", "hour_of_day_utc", "quality_slack")}
         rolling = self.rolling_quality()  # one snapshot per batch
-        for i, tel in enumerate(batch):
+        for tel in batch:
             ci, norm, hour = self._intensity(tel)
             slack = self.quality_slack(norm, rolling) if tel.quality_slack is None else tel.quality_slack
-            cols[i] = (norm, ci, hour, TASK_CLASSES.index(tel.task_class), tel.prompt_tokens, tel.deadline_s,
-                       tel.gain_db, tel.active_sessions, slack)
-            used.append((ci, norm))
-        obs = build_observation(*(cols[:, k] for k in range(9)))
-        return obs, used
+            for k, v in zip(inputs, (norm, ci, hour, slack)):
+                inputs[k].append(v)
+        obs = build_observation(
+            **{k: np.array(v) for k, v in inputs.items()},
+            task_class=np.array([TASK_CLASSES.index(t.task_class) for t in batch]),
+            prompt_tokens=np.array([t.prompt_tokens for t in batch], dtype=np.float64),
+            deadline_s=np.array([t.deadline_s for t in batch]),
+            gain_db=np.array([t.gain_db for t in batch]),
+            active_sessions=np.array([t.active_sessions for t in batch], dtype=np.float64),
+        )
+        return obs, list(zip(inputs["ci_g_per_kwh"], inputs["ci_norm"]))
 
     def _run_backend(self, obs: np.ndarray) -> np.ndarray:
         if self._backend_lock is None:

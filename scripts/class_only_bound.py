@@ -16,7 +16,7 @@ from aolo.train.frontier import lp_frontier
 from aolo.train.policies import ClassLagrangianPolicy
 from aolo.train.scenario import get_scenario
 from aolo.train.simulator import ServiceModel
-from aolo.train.training import VALIDATION_SEEDS
+from aolo.train.seeds import VALIDATION_SEEDS
 
 MULTIPLIERS = (1.85, 1.9, 1.95, 2.0, 2.05, 2.1, 2.2, 2.3, 2.6)
 

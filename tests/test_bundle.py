@@ -130,7 +130,7 @@ def test_bundle_round_trip_keeps_the_actor_and_the_manifest(tmp_path):
     m = bundle.manifest
     assert m.format_version == FORMAT_VERSION
     assert (m.algo, m.actor_kind) == ("sac", "ann")
-    assert [f.name for f in m.observation.fields] == [n for n, _ in OBS_FIELDS]
+    assert [f.name for f in m.observation.fields] == list(OBS_FIELDS)
     assert m.observation.obs_dim == OBS_DIM and m.action.act_dim == 2
     assert (m.action.p_min_w, m.action.p_max_w, m.action.radio.name) == (0.2, 20.0, "macro")
     assert m.profile_versions["macro"] == m.action.radio.version
@@ -245,8 +245,8 @@ def test_actor_layers_that_do_not_chain_are_named(tmp_path):
 
 def test_unknown_format_version_is_named(tmp_path):
     path = make_bundle(tmp_path)
-    edit_manifest(path, lambda m: m.update(format_version=2))
-    with pytest.raises(BundleError, match=r"manifest\.json: field 'format_version': 2 is not supported"):
+    edit_manifest(path, lambda m: m.update(format_version=1))
+    with pytest.raises(BundleError, match=r"manifest\.json: field 'format_version': 1 is not supported"):
         PolicyBundle.load(path)
 
 

@@ -334,7 +334,7 @@ def test_bad_carbon_query_is_a_422_naming_the_parameter(client, query, field):
 def _nan_on_long_prompts_spec() -> ActorSpec:
     """A real actor that overflows to inf - inf = NaN when prompt_tokens_scaled and deadline_scaled
     are both large (a 1024-token prompt, a 60 s deadline), and is fine otherwise."""
-    names = [n for n, _ in OBS_FIELDS]
+    names = list(OBS_FIELDS)
     w = np.zeros((2, OBS_DIM), np.float32)
     w[0, names.index("prompt_tokens_scaled")] = 3e38  # x 4.0 overflows float32 to +inf
     w[0, names.index("deadline_scaled")] = -3e38  # x 2.0 overflows to -inf

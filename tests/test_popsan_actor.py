@@ -178,7 +178,7 @@ def test_observation_stats_come_from_a_calibration_day_served_by_the_class_aware
     from aolo.train.training import observation_stats
 
     mean, std = observation_stats(ServiceModel(get_scenario("tiny")), n_bs=4)
-    names = [n for n, _ in OBS_FIELDS]
+    names = list(OBS_FIELDS)
     assert mean.shape == std.shape == (len(names),) and np.all(std >= 0)
     classes = [i for i, n in enumerate(names) if n.startswith("class_")]
     assert mean[classes].sum() == pytest.approx(1.0, abs=1e-5) and np.all(std[classes] > 0)

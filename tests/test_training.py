@@ -22,7 +22,8 @@ from aolo.train.policies import BasePolicy, LPPolicy, RandomPolicy
 from aolo.train.run import is_run_dir, load_run, read_evaluations
 from aolo.train.sb3_vec_env import ServiceVecEnv
 from aolo.train.simulator import ServiceModel
-from aolo.train.training import TrainConfig, VALIDATION_SEEDS, field_docs, train
+from aolo.train.seeds import VALIDATION_SEEDS
+from aolo.train.training import TrainConfig, field_docs, train
 
 torch.set_num_threads(1)  # 2-core machine shared with other test runs
 

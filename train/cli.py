@@ -11,8 +11,8 @@ import typer
 
 from aolo.console import console, progress
 from aolo.shared_data import shared_data_dir
+from aolo.train.seeds import EVAL_SEEDS
 
-EVAL_SEEDS = (1001, 1002, 1003)
 """Seeds for evaluation tables; training and its periodic evaluation never use them."""
 
 # Sprout (Li et al., EMNLP 2024), Table: carbon saving and normalised quality of Sprout vs always-L0

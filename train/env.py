@@ -11,33 +11,19 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from .scenario import ScenarioConfig, get_scenario
-from aolo.runtime.policy_io import OBS_DIM, OBS_FIELDS, action_to_decision
+from aolo.runtime.policy_io import ACT_DIM, OBS_HIGH, OBS_LOW, action_to_decision
 
 from .simulator import BatchSimulator, ServiceModel, StepOutcome, observe
 
-OBS_LOW = np.full(OBS_DIM, -1.0, dtype=np.float32)
-OBS_HIGH = np.full(OBS_DIM, 10.0, dtype=np.float32)
-for _i, (_name, _) in enumerate(OBS_FIELDS):
-    if _name in ("ci_norm",) or _name.startswith("class_"):
-        OBS_LOW[_i], OBS_HIGH[_i] = 0.0, 1.0
-    elif _name in ("hour_sin", "hour_cos", "quality_slack"):
-        OBS_LOW[_i], OBS_HIGH[_i] = -1.0, 1.0
-    elif _name == "gain_db_scaled":
-        OBS_LOW[_i], OBS_HIGH[_i] = -10.0, 10.0
-    else:
-        OBS_LOW[_i] = 0.0
 
-
-def _observation_space() -> spaces.Box:
+def observation_space() -> spaces.Box:
+    """The policy's observation box, from the contract's bounds (``policy_io.OBSERVATION``)."""
     return spaces.Box(OBS_LOW, OBS_HIGH, dtype=np.float32)
 
 
-def _action_space() -> spaces.Box:
-    return spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
-
-
-def _clip_obs(obs: np.ndarray) -> np.ndarray:
-    return np.clip(obs, OBS_LOW, OBS_HIGH)
+def action_space() -> spaces.Box:
+    """``Box(-1, 1, (2,), float32)``: SB3's action rescaling is then the identity."""
+    return spaces.Box(-1.0, 1.0, shape=(ACT_DIM,), dtype=np.float32)
 
 
 def outcome_info(out: StepOutcome, b: int) -> dict[str, Any]:
@@ -72,7 +58,8 @@ class LLMServiceEnv(gym.Env):
     | 1 | transmit power, affine to [P_min, P_max] W | -1 | 1 |
 
     ## Observation Space
-    ``Box(float32, (OBS_DIM,))`` with the fields of ``OBS_FIELDS`` (name and scale) in order.
+    ``Box(float32, (OBS_DIM,))``: the fields of ``policy_io.OBSERVATION`` in order (docs/model.md
+    has the table), each clipped to its bounds.
 
     ## Rewards
     ``r = -C / C_ref - lambda_T [deadline missed or outage] - lambda_Q max(0, floor - Q_roll)``,
@@ -98,20 +85,20 @@ class LLMServiceEnv(gym.Env):
         self.scenario = get_scenario(scenario) if isinstance(scenario, str) else scenario
         self.model = model if model is not None else ServiceModel(self.scenario)
         self.sim = BatchSimulator(self.model, n_bs=1)
-        self.observation_space = _observation_space()
-        self.action_space = _action_space()
+        self.observation_space = observation_space()
+        self.action_space = action_space()
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         sim_seed = int(self.np_random.integers(0, 2**31 - 1))
         ctx = self.sim.reset(seed=sim_seed)
-        return _clip_obs(observe(ctx)[0]), {}
+        return observe(ctx)[0], {}
 
     def step(self, action: np.ndarray):
         link = self.model.link
         level, power = action_to_decision(np.asarray(action, dtype=np.float64).reshape(1, 2), link.p_min_w, link.p_max_w)
         out = self.sim.step(level, power)
-        obs = _clip_obs(observe(self.sim.context)[0])
+        obs = observe(self.sim.context)[0]
         # truncated, not terminated: the day ends, the service goes on
         return obs, float(out.reward[0]), False, bool(out.episode_end[0]), outcome_info(out, 0)
 
@@ -132,19 +119,19 @@ class LLMServiceVectorEnv(VectorEnv):
         self.model = model if model is not None else ServiceModel(self.scenario)
         self.num_envs = num_envs
         self.sim = BatchSimulator(self.model, n_bs=num_envs)
-        self.single_observation_space = _observation_space()
-        self.single_action_space = _action_space()
+        self.single_observation_space = observation_space()
+        self.single_action_space = action_space()
         self.observation_space = spaces.Box(np.tile(OBS_LOW, (num_envs, 1)), np.tile(OBS_HIGH, (num_envs, 1)), dtype=np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(num_envs, 2), dtype=np.float32)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         ctx = self.sim.reset(seed=0 if seed is None else int(seed))
-        return _clip_obs(observe(ctx)), {}
+        return observe(ctx), {}
 
     def step(self, actions: np.ndarray):
         level, power = action_to_decision(actions, self.model.link.p_min_w, self.model.link.p_max_w)
         out = self.sim.step(level, power)
-        obs = _clip_obs(observe(self.sim.context))
+        obs = observe(self.sim.context)
         infos: dict[str, Any] = {"carbon_g": out.carbon.total_g, "level": out.level,
                                  "latency_violation": out.latency_violation, "floor_violation": out.floor_violation}
         if out.episode_end.any():

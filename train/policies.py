@@ -22,9 +22,10 @@ from scipy.optimize import linprog
 
 from aolo.runtime.radio import min_power_for_deadline_w, min_power_w
 
-from aolo.runtime.policy_io import action_to_decision
+from aolo.runtime.policy_io import action_to_decision, quality_floor_frac
 
-from .simulator import CALIBRATION_SEED, N_CLASSES, N_LEVELS, BatchSimulator, RequestContext, ServiceModel
+from .seeds import CALIBRATION_SEED
+from .simulator import N_CLASSES, N_LEVELS, BatchSimulator, RequestContext, ServiceModel
 
 
 class Policy(Protocol):
@@ -191,7 +192,7 @@ class LPPolicy:
     def _solve(self, ci_g_per_kwh: float, ci_norm: float) -> np.ndarray:
         s = self.stats
         cost = s.expected_carbon_g(ci_g_per_kwh)
-        floor_frac = 1.0 - self.model.scenario.quality_tolerance_xi * ci_norm + self.quality_margin
+        floor_frac = quality_floor_frac(ci_norm, self.model.scenario.quality_tolerance_xi) + self.quality_margin
         if self.per_class:
             return solve_level_mix(cost, s.preference, s.class_mix, floor_frac)
         w = s.class_mix
@@ -279,7 +280,7 @@ class OraclePolicy:
         levels = np.zeros(n, dtype=np.int64)
         for h in np.unique(buf["hour_index"]):
             idx = np.flatnonzero(buf["hour_index"] == h)
-            floor_frac = 1.0 - m.scenario.quality_tolerance_xi * m.ci_norm[h]
+            floor_frac = quality_floor_frac(m.ci_norm[h], m.scenario.quality_tolerance_xi)
             x = solve_level_mix(cost[idx], quality[idx], np.full(idx.size, 1.0 / idx.size), floor_frac)
             levels[idx] = self._round(x, quality[idx])
         return levels, power[np.arange(n), levels]

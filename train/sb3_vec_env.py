@@ -27,9 +27,9 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
-from aolo.runtime.policy_io import ACT_DIM, OBS_DIM, action_to_decision
+from aolo.runtime.policy_io import ACT_DIM, action_to_decision
 
-from .env import OBS_HIGH, OBS_LOW
+from .env import action_space, observation_space
 from .reward_shaping import RewardShaping
 from .scenario import ScenarioConfig, get_scenario
 from .simulator import BatchSimulator, ServiceModel, StepOutcome, observe
@@ -95,12 +95,11 @@ class ServiceVecEnv(VecEnv):
         self.sim = BatchSimulator(self.model, n_bs=n_envs, seed=seed)
         self._default_seed = int(seed)
         self._actions: np.ndarray | None = None
-        super().__init__(n_envs, spaces.Box(OBS_LOW, OBS_HIGH, (OBS_DIM,), dtype=np.float32),
-                         spaces.Box(-1.0, 1.0, (ACT_DIM,), dtype=np.float32))
+        super().__init__(n_envs, observation_space(), action_space())
 
     def _obs(self) -> np.ndarray:
-        """(n_envs, OBS_DIM) float32, clipped to the observation box."""
-        return np.clip(observe(self.sim.context), OBS_LOW, OBS_HIGH)
+        """(n_envs, OBS_DIM) float32 (clipped to the observation box by the contract)."""
+        return observe(self.sim.context)
 
     # --- VecEnv protocol -------------------------------------------------------------------------
     def reset(self) -> np.ndarray:

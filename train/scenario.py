@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from aolo.hw_profiles import DEFAULT_GRID_ZONE, DEFAULT_RADIO_PROFILE, DEFAULT_SERVER_PROFILE
+
 
 @dataclass(frozen=True)
 class ScenarioConfig:
@@ -16,11 +18,11 @@ class ScenarioConfig:
 
     name: str = "default"
     """Scenario name, used in run directories and reports."""
-    server_profile: str = "llama2-13b-a100"
+    server_profile: str = DEFAULT_SERVER_PROFILE
     """LLM server profile (hw_profiles name or TOML path)."""
-    radio_profile: str = "macro"
+    radio_profile: str = DEFAULT_RADIO_PROFILE
     """Radio profile (hw_profiles name or TOML path)."""
-    grid: str = "US-TEX-ERCO"
+    grid: str = DEFAULT_GRID_ZONE
     """Grid: an embedded zone (profile name or zone id) or an Electricity Maps CSV path."""
     grid_start_hour: int = 0
     """First hour of the episode, as an index into the grid trace (hours from its start)."""

@@ -17,13 +17,14 @@ import numpy as np
 from aolo.hw_profiles import ActorHardwareProfile, LLMServerProfile, RadioProfile, load_profile
 from aolo.runtime.carbon import CarbonBreakdown, CarbonParams, request_carbon
 from aolo.runtime.grid import annual_minmax_norm, load_grid, trailing_minmax_norm
-from aolo.runtime.policy_io import OBS_DIM, OBS_FIELDS, build_observation
+from aolo.runtime.policy_io import build_observation, quality_floor_frac, quality_slack
 from aolo.runtime.radio import LinkParams, transmit
 
 from .requests import LEVELS, TASK_CLASSES, RequestBatch, SyntheticRequests, TraceRequests
 
-__all__ = ["OBS_DIM", "OBS_FIELDS", "BatchSimulator", "RequestContext", "ServiceModel", "StepOutcome", "observe"]
+__all__ = ["BatchSimulator", "RequestContext", "ServiceModel", "StepOutcome", "observe"]
 from .scenario import ScenarioConfig
+from .seeds import CALIBRATION_SEED
 from .workload import DiurnalWorkload, PaiTraceWorkload, sample_arrivals, sample_classes
 
 # per-request fields an episode stores, from the Episode and from its RequestBatch
@@ -32,7 +33,6 @@ STREAM_FIELDS_REQUEST = ("task_class", "prompt_tokens", "deadline_s", "output_to
                          "inference_latency_s", "preferred_level")
 N_LEVELS = len(LEVELS)
 N_CLASSES = len(TASK_CLASSES)
-CALIBRATION_SEED = 2**31 - 7  # C_ref and LP statistics; never an evaluation or training seed
 
 
 
@@ -282,13 +282,14 @@ class BatchSimulator:
         w = self._q.shape[1]
         q_roll = np.where(self._n > 0, self._q.sum(axis=1) / np.minimum(n, w), 1.0)
         q0_roll = np.where(self._n > 0, self._q0.sum(axis=1) / np.minimum(n, w), 1.0)
-        floor = (1.0 - m.scenario.quality_tolerance_xi * ci_norm) * q0_roll
+        xi = m.scenario.quality_tolerance_xi
+        floor = quality_floor_frac(ci_norm, xi) * q0_roll
         return RequestContext(
             hour_index=g["hour_index"], hour_of_day=(g["hour_index"] + m.start_hour_of_day) % 24, arrival_s=g["arrival_s"],
             ci_g_per_kwh=ci, ci_norm=ci_norm, task_class=g["task_class"], prompt_tokens=g["prompt_tokens"],
             deadline_s=g["deadline_s"], gain_db=g["gain_db"], active_sessions=g["active_sessions"],
             quality_roll=q_roll, quality_base_roll=q0_roll, floor=floor,
-            quality_slack=np.clip(q_roll - floor, -1.0, 1.0),
+            quality_slack=quality_slack(q_roll, q0_roll, ci_norm, xi),
             output_tokens=g["output_tokens"], inference_energy_j=g["inference_energy_j"],
             inference_latency_s=g["inference_latency_s"], preferred_level=g["preferred_level"],
             fading_power=g["fading_power"],
@@ -324,7 +325,7 @@ class BatchSimulator:
         self._n += 1
         count = np.minimum(self._n, w)
         q_roll = self._q.sum(axis=1) / count
-        floor = (1.0 - s.quality_tolerance_xi * ctx.ci_norm) * self._q0.sum(axis=1) / count
+        floor = quality_floor_frac(ctx.ci_norm, s.quality_tolerance_xi) * self._q0.sum(axis=1) / count
         deficit = np.maximum(0.0, floor - q_roll)
         floor_violation = (deficit > 1e-12) & (self._n >= w)  # counted once the window is full
         reward = -carbon.total_g / m.carbon_ref_g - s.latency_penalty * late - s.quality_penalty * deficit
@@ -342,6 +343,9 @@ class BatchSimulator:
 
 
 def observe(ctx: RequestContext) -> np.ndarray:
-    """The policy's observation of each BS's current request, (n_bs, OBS_DIM) float32 (see OBS_FIELDS)."""
-    return build_observation(ctx.ci_norm, ctx.ci_g_per_kwh, ctx.hour_of_day, ctx.task_class, ctx.prompt_tokens,
-                             ctx.deadline_s, ctx.gain_db, ctx.active_sessions, ctx.quality_slack)
+    """The policy's observation of each BS's current request, (n_bs, OBS_DIM) float32 (the contract of
+    ``policy_io.OBSERVATION``, clipped to its bounds)."""
+    return build_observation(ci_norm=ctx.ci_norm, ci_g_per_kwh=ctx.ci_g_per_kwh, hour_of_day_utc=ctx.hour_of_day,
+                             task_class=ctx.task_class, prompt_tokens=ctx.prompt_tokens, deadline_s=ctx.deadline_s,
+                             gain_db=ctx.gain_db, active_sessions=ctx.active_sessions,
+                             quality_slack=ctx.quality_slack)

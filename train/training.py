@@ -6,8 +6,8 @@
 The two algorithms share everything but the actor (:func:`aolo.train.sac_policy.make_sac`). A run
 writes ``runs/<scenario>__<algo>__<seed>__<timestamp>/`` (see :mod:`aolo.train.run` for its files)
 and can be resumed from it. Periodic evaluations use the validation seeds
-(:data:`VALIDATION_SEEDS`); the evaluation seeds of ``aolo evaluate``/``aolo compare``
-(:data:`aolo.train.cli.EVAL_SEEDS`) are never used here, nor are training seeds among either.
+(:data:`aolo.train.seeds.VALIDATION_SEEDS`); the evaluation seeds of ``aolo evaluate``/``aolo compare``
+(:data:`aolo.train.seeds.EVAL_SEEDS`) are never used here, nor are training seeds among either.
 
 Training-only reward shaping (``quality_bonus``, ``quality_target``, ``reward_scale``, penalty
 overrides; :mod:`aolo.train.reward_shaping`) changes what the agent optimises, never what is
@@ -30,14 +30,10 @@ from typing import Any
 import numpy as np
 
 from .popsan_config import PopSANConfig
+from .seeds import CALIBRATION_SEED, EVAL_SEEDS, RESERVED_SEEDS, VALIDATION_SEEDS
 
-__all__ = ["TrainConfig", "VALIDATION_SEEDS", "field_docs", "seed_everything", "train", "run_dir_name",
+__all__ = ["TrainConfig", "field_docs", "seed_everything", "train", "run_dir_name",
            "library_versions", "sac_kwargs", "make_monitor"]
-
-VALIDATION_SEEDS: tuple[int, ...] = (501, 502)
-"""Seeds of the periodic evaluation during training and of every tuning decision; disjoint from
-EVAL_SEEDS (reported tables) and from training seeds."""
-
 
 # =============================================================================================
 # Config
@@ -153,9 +149,6 @@ class TrainConfig:
     """Parent folder of run directories."""
 
     def __post_init__(self) -> None:
-        from .cli import EVAL_SEEDS  # the reported seeds; a light import (typer only)
-        from .simulator import CALIBRATION_SEED
-
         object.__setattr__(self, "popsan", PopSANConfig.coerce(self.popsan))
         for name in ("actor_hidden", "critic_hidden", "eval_seeds"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
@@ -187,7 +180,7 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.quality_target_rate must be > 0, got {self.quality_target_rate}")
         if not self.eval_seeds:
             raise ValueError("TrainConfig.eval_seeds: give at least one validation seed")
-        reserved = set(EVAL_SEEDS) | {CALIBRATION_SEED}
+        reserved = set(RESERVED_SEEDS)
         if reserved & set(self.eval_seeds):
             raise ValueError(f"TrainConfig.eval_seeds must not include the evaluation seeds {EVAL_SEEDS}")
         if self.seed in reserved | set(self.eval_seeds):
@@ -512,7 +505,7 @@ def observation_stats(model: Any, n_bs: int = 8) -> tuple[np.ndarray, np.ndarray
     training, validation or evaluation seed). The LP keeps the quality window near its floor, as a
     trained actor does; random actions would not (their quality slack sits 0.05 lower)."""
     from .policies import LPPolicy
-    from .simulator import CALIBRATION_SEED, BatchSimulator, observe
+    from .simulator import BatchSimulator, observe
 
     sim = BatchSimulator(model, n_bs=n_bs, seed=CALIBRATION_SEED)
     ctx = sim.reset(seed=CALIBRATION_SEED)
