@@ -14,6 +14,7 @@ a unit that does not belong to the dimension is rejected, naming the field.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -41,6 +42,26 @@ UNIT_FACTORS: dict[str, dict[str, float]] = {
 # logarithmic dimensions, where a negative number is meaningful (-174 dBm/Hz, -5 dB)
 SIGNED_DIMENSIONS = frozenset({"decibel", "power_spectral_density"})
 
+# Largest magnitude accepted per dimension, in the base unit. Each is far beyond any real device or
+# grid (a 1 GW power plant, a 1 TWh energy, a century), and small enough that the carbon model's
+# products and sums of profile quantities stay finite in float64: a profile is a file a user may
+# have been handed, and 1e308 kW must be refused, not become infinity in SI units.
+SI_MAGNITUDE_MAX: dict[str, float] = {
+    "energy": 3.6e15,  # J, 1 TWh
+    "power": 1e9,  # W
+    "time": 100 * 365.25 * 86400.0,  # s, a century
+    "carbon": 1e12,  # g, a million tonnes
+    "carbon_intensity": 5000.0,  # g/kWh, above the dirtiest grid (about 1,200) with room to spare
+    "frequency": 1e12,  # Hz
+    "ratio": 1e6,
+    "decibel": 1000.0,  # dB
+    "power_spectral_density": 1000.0,  # dBm/Hz
+    "count": 1e9,
+    "rate": 1e9,  # 1/s
+    "bits": 1e15,
+    "distance": 1e8,  # m
+}
+
 BASE_UNIT = {dim: next(u for u, f in units.items() if f == 1.0) for dim, units in UNIT_FACTORS.items()}
 
 
@@ -66,9 +87,7 @@ class Quantity(BaseModel):
                 f"field {field!r}: unit {self.unit!r} is not a {dimension} unit "
                 f"(expected one of {', '.join(units)})"
             )
-        if self.value < 0 and dimension not in SIGNED_DIMENSIONS:
-            raise ValueError(f"field {field!r}: value {self.value} is negative; a {dimension} must be >= 0")
-        return self.value * units[self.unit]
+        return _checked_si(self.value, units[self.unit], dimension, field, self.unit)
 
 
 class QuantitySeries(BaseModel):
@@ -90,7 +109,20 @@ class QuantitySeries(BaseModel):
                 f"field {field!r}: unit {self.unit!r} is not a {dimension} unit "
                 f"(expected one of {', '.join(units)})"
             )
-        for i, v in enumerate(self.values):
-            if not (v >= 0.0 and v != float("inf")):
-                raise ValueError(f"field {field!r}: value #{i} is {v}, must be finite and >= 0")
-        return [v * units[self.unit] for v in self.values]
+        return [_checked_si(v, units[self.unit], dimension, f"{field}[{i}]", self.unit)
+                for i, v in enumerate(self.values)]
+
+
+def _checked_si(value: float, factor: float, dimension: str, field: str, unit: str) -> float:
+    """``value * factor``, refused (naming the field) when negative outside dB dimensions, not
+    finite, or beyond :data:`SI_MAGNITUDE_MAX`."""
+    if not math.isfinite(value):
+        raise ValueError(f"field {field!r}: value {value} is not finite")
+    if value < 0 and dimension not in SIGNED_DIMENSIONS:
+        raise ValueError(f"field {field!r}: value {value} is negative; a {dimension} must be >= 0")
+    si = value * factor
+    limit = SI_MAGNITUDE_MAX[dimension]
+    if not abs(si) <= limit:
+        raise ValueError(f"field {field!r}: {value:g} {unit} is beyond the largest accepted {dimension}, "
+                         f"{limit:g} {BASE_UNIT[dimension]}")
+    return si

@@ -38,6 +38,7 @@ TYPE_FOLDERS = {
 }
 
 P = TypeVar("P", bound=Profile)
+MAX_PROFILE_BYTES = 1 << 20  # the embedded profiles are 1-5 kB
 
 
 class ProfileError(ValueError):
@@ -63,11 +64,17 @@ def load_profile_file(path: str | Path) -> Profile:
     """
     path = Path(path)
     try:
-        raw = tomli.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes() if path.stat().st_size <= MAX_PROFILE_BYTES else None
     except OSError as e:
         raise ProfileError(f"{path}: cannot read: {e.strerror}") from e
+    if data is None:
+        raise ProfileError(f"{path}: larger than {MAX_PROFILE_BYTES} bytes; a profile is a short TOML file")
+    try:
+        raw = tomli.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ProfileError(f"{path}: not UTF-8 text (byte {e.start}); TOML files are UTF-8") from None
     except tomli.TOMLDecodeError as e:
-        raise ProfileError(f"{path}: not valid TOML: {e}") from e
+        raise ProfileError(f"{path}: not valid TOML: {e}") from None
     ptype = raw.get("type")
     if ptype not in PROFILE_TYPES:
         raise ProfileError(

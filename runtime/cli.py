@@ -10,6 +10,7 @@ import typer
 
 from aolo.hw_profiles import DEFAULT_GRID_ZONE, DEFAULT_RADIO_PROFILE, DEFAULT_SERVER_PROFILE
 
+from . import limits
 from .energy_report import HARDWARE
 
 if TYPE_CHECKING:
@@ -33,17 +34,22 @@ def _register_carbon(app: typer.Typer) -> None:
 
     @carbon.command("estimate")
     def estimate(
-        output_tokens: float = typer.Option(200.0, "--output-tokens", help="answer length, tokens"),
-        prompt_tokens: float = typer.Option(50.0, "--prompt-tokens", help="prompt length, tokens"),
+        output_tokens: float = typer.Option(200.0, "--output-tokens", min=0, max=limits.TOKENS_MAX,
+                                            help="answer length, tokens"),
+        prompt_tokens: float = typer.Option(50.0, "--prompt-tokens", min=0, max=limits.TOKENS_MAX,
+                                            help="prompt length, tokens"),
         server: str = typer.Option(DEFAULT_SERVER_PROFILE, "--server", help="LLM server profile"),
         radio: str = typer.Option(DEFAULT_RADIO_PROFILE, "--radio", help="radio profile (macro, micro, pico)"),
-        tx_power_w: Optional[float] = typer.Option(None, "--tx-power-w", help="downlink power, W",
-                                                       show_default="P_max"),
-        distance_m: float = typer.Option(300.0, "--distance-m", help="BS-user distance, m"),
+        tx_power_w: Optional[float] = typer.Option(None, "--tx-power-w", min=0, max=limits.TX_POWER_W_MAX,
+                                                   help="downlink power, W", show_default="P_max"),
+        distance_m: float = typer.Option(300.0, "--distance-m", min=1.0, max=limits.DISTANCE_M_MAX,
+                                         help="BS-user distance, m"),
         zone: str = typer.Option(DEFAULT_GRID_ZONE, "--zone", help="grid zone (embedded) or Electricity Maps CSV"),
         hour_utc: int = typer.Option(18, "--hour-utc", min=0, help="hour of the trace, UTC (18 = Texas noon, CST)"),
-        sessions: float = typer.Option(10.0, "--sessions", help="active sessions sharing the BS static power"),
-        actor_energy_j: float = typer.Option(0.0, "--actor-energy-j", help="the policy's decision energy, J"),
+        sessions: float = typer.Option(10.0, "--sessions", min=1.0, max=limits.ACTIVE_SESSIONS_MAX,
+                                       help="active sessions sharing the BS static power"),
+        actor_energy_j: float = typer.Option(0.0, "--actor-energy-j", min=0, max=limits.ACTOR_ENERGY_J_MAX,
+                                             help="the policy's decision energy, J"),
         no_radio: bool = typer.Option(False, "--no-radio", help="drop radio terms (Sprout's computation-only view)"),
     ) -> None:
         """Carbon breakdown of one request: tokens, power, distance, zone and hour in, a table out.

@@ -29,13 +29,14 @@ import threading
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Annotated, Literal, Optional, Sequence
+from typing import Annotated, Any, Literal, Optional, Sequence
 
 import numpy as np
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from aolo.hw_profiles import LLMServerProfile, RadioProfile
 
+from . import limits
 from .backends import PolicyBackend
 from .bundle import ObservationSpec, PolicyBundle
 from .carbon import CarbonParams, request_carbon
@@ -55,10 +56,16 @@ __all__ = [
 
 log = logging.getLogger("aolo.runtime.service")
 
-_Finite = Annotated[float, Field(strict=True)]
-_NonNegative = Annotated[float, Field(strict=True, ge=0)]
-_Count = Annotated[int, Field(strict=True, ge=0)]
 _Frac = Annotated[float, Field(strict=True, ge=0, le=1)]
+
+
+def _bounded(low: float, high: float) -> Any:
+    """A strict float in [low, high] (the bounds of :mod:`aolo.runtime.limits`)."""
+    return Annotated[float, Field(strict=True, ge=low, le=high)]
+
+
+def _count(high: int) -> Any:
+    return Annotated[int, Field(strict=True, ge=0, le=high)]
 
 
 class ServiceError(ValueError):
@@ -85,11 +92,13 @@ class Telemetry(_Input):
     """What the BS knows about one request when it asks for a decision.
 
     :param request_id: client id, unique per request (1-128 characters)
-    :param timestamp_utc: when the request is served, ISO-8601 with a UTC offset
+    Every number is bounded by :mod:`aolo.runtime.limits`.
+
+    :param timestamp_utc: when the request is served, ISO-8601 with a UTC offset, 1970-2199
     :param task_class: one of ``policy_io.TASK_CLASSES``
     :param prompt_tokens: prompt length, tokens (>= 1)
     :param deadline_s: latency budget, s (> 0)
-    :param gain_db: large-scale downlink gain to the user, dB (finite, typically -150..-60)
+    :param gain_db: large-scale downlink gain to the user, dB ([-300, 0], typically -150..-60)
     :param active_sessions: sessions active at the BS (>= 0)
     :param ci_g_per_kwh: grid intensity now, gCO2e/kWh; default the service's trace
     :param ci_norm: intensity normalised to [0, 1]; default trailing-normalised from the trace
@@ -99,13 +108,20 @@ class Telemetry(_Input):
     request_id: str = Field(min_length=1, max_length=128)
     timestamp_utc: AwareDatetime
     task_class: Literal[TASK_CLASSES]  # type: ignore[valid-type]
-    prompt_tokens: Annotated[int, Field(strict=True, ge=1)]
-    deadline_s: Annotated[float, Field(strict=True, gt=0)]
-    gain_db: _Finite
-    active_sessions: _Count
-    ci_g_per_kwh: Optional[_NonNegative] = None
+    prompt_tokens: Annotated[int, Field(strict=True, ge=1, le=limits.TOKENS_MAX)]
+    deadline_s: Annotated[float, Field(strict=True, gt=0, le=limits.DEADLINE_S_MAX)]
+    gain_db: _bounded(limits.GAIN_DB_MIN, limits.GAIN_DB_MAX)
+    active_sessions: _count(limits.ACTIVE_SESSIONS_MAX)
+    ci_g_per_kwh: Optional[_bounded(0.0, limits.CI_G_PER_KWH_MAX)] = None
     ci_norm: Optional[_Frac] = None
     quality_slack: Optional[Annotated[float, Field(strict=True, ge=-1, le=1)]] = None
+
+    @field_validator("timestamp_utc")
+    @classmethod
+    def _plausible_time(cls, t: datetime) -> datetime:
+        if not limits.TIMESTAMP_MIN <= t < limits.TIMESTAMP_MAX:
+            raise ValueError(f"must be between {limits.TIMESTAMP_MIN.year} and {limits.TIMESTAMP_MAX.year}")
+        return t
 
 
 class Outcome(_Input):
@@ -125,13 +141,13 @@ class Outcome(_Input):
     """
 
     request_id: str = Field(min_length=1, max_length=128)
-    output_tokens: _Count
-    inference_energy_j: Optional[_NonNegative] = None
-    inference_latency_s: Optional[_NonNegative] = None
-    airtime_s: _NonNegative
-    harq_tries: _Count
+    output_tokens: _count(limits.TOKENS_MAX)
+    inference_energy_j: Optional[_bounded(0.0, limits.INFERENCE_ENERGY_J_MAX)] = None
+    inference_latency_s: Optional[_bounded(0.0, limits.INFERENCE_LATENCY_S_MAX)] = None
+    airtime_s: _bounded(0.0, limits.AIRTIME_S_MAX)
+    harq_tries: _count(limits.HARQ_TRIES_MAX)
     outage: Annotated[bool, Field(strict=True)]
-    tx_power_w: Optional[Annotated[float, Field(strict=True, gt=0)]] = None
+    tx_power_w: Optional[Annotated[float, Field(strict=True, gt=0, le=limits.TX_POWER_W_MAX)]] = None
     quality: Optional[_Frac] = None
     quality_base: Optional[_Frac] = None
 

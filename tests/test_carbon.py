@@ -1,5 +1,7 @@
 """The carbon model against arithmetic worked by hand from the equations in docs/model.md."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -86,3 +88,24 @@ def test_invalid_params_are_rejected_with_the_field_named():
         CarbonParams(pue_frac=0.9, radio_static_power_w=1, radio_load_slope=1, gpu_embodied_g_per_s=0, bs_embodied_g_per_s=0)
     with pytest.raises(ValueError, match="radio_static_power_w"):
         CarbonParams(pue_frac=1.1, radio_static_power_w=-1, radio_load_slope=1, gpu_embodied_g_per_s=0, bs_embodied_g_per_s=0)
+
+
+def test_carbon_estimate_refuses_unbounded_inputs_and_stays_finite_at_the_bounds():
+    import re
+
+    from typer.testing import CliRunner
+
+    from aolo.cli import app
+    from aolo.runtime import limits
+
+    runner = CliRunner()
+    for option in ("--output-tokens", "--prompt-tokens", "--distance-m", "--actor-energy-j", "--tx-power-w"):
+        result = runner.invoke(app, ["carbon", "estimate", option, "1e308"])
+        assert result.exit_code == 2 and option in result.output, (option, result.output)
+    at_bounds = ["carbon", "estimate", "--output-tokens", str(limits.TOKENS_MAX), "--prompt-tokens",
+                 str(limits.TOKENS_MAX), "--distance-m", str(limits.DISTANCE_M_MAX), "--sessions", "1",
+                 "--actor-energy-j", str(limits.ACTOR_ENERGY_J_MAX)]
+    result = runner.invoke(app, at_bounds, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    total = float(re.search(r"total\s*│\s*│\s*([0-9.e+]+)", result.output).group(1))
+    assert math.isfinite(total) and total > 0

@@ -108,3 +108,37 @@ def test_inconsistent_power_range_is_rejected(tmp_path):
 def test_quantity_kind_must_be_known():
     with pytest.raises(ValueError):
         Quantity(value=1.0, unit="W", source="somewhere", kind="guess")
+
+
+def test_a_profile_that_is_not_utf8_is_one_line_naming_the_byte(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(_macro_text().replace("macro", "macr\xe9").encode("latin-1"))
+    with pytest.raises(ProfileError, match=r"latin1\.toml: not UTF-8 text \(byte \d+\)") as err:
+        load_profile_file(path)
+    assert "\n" not in str(err.value)
+
+
+def test_a_huge_value_is_refused_before_it_becomes_infinite_in_si(tmp_path):
+    text = _macro_text().replace('[p_0]\nvalue = 130\nunit = "W"', '[p_0]\nvalue = 1e308\nunit = "kW"')
+    with pytest.raises(ProfileError, match=r"field 'p_0'.*1e\+308 kW is beyond the largest accepted power"):
+        load_profile_file(_write(tmp_path, text))
+
+
+def test_a_huge_grid_intensity_in_a_series_is_refused_naming_its_index():
+    from aolo.hw_profiles.quantity import QuantitySeries
+
+    series = QuantitySeries(values=[300.0, 1e9], unit="g/kWh", source="a test", kind="estimate")
+    with pytest.raises(ValueError, match=r"field 'ci\[1\]'.*beyond the largest accepted carbon_intensity"):
+        series.to_si("carbon_intensity", "ci")
+
+
+def test_profiles_show_prints_one_line_and_exits_2_on_a_bad_file(tmp_path):
+    from typer.testing import CliRunner
+
+    from aolo.cli import app
+
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b"name = \"caf\xe9\"\n")
+    result = CliRunner().invoke(app, ["profiles", "show", str(path)])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().count("\n") == 0 and "not UTF-8" in result.output

@@ -76,9 +76,11 @@ def test_observation_is_built_as_in_training_from_the_grid_at_the_request_hour(s
     obs, used = service.observe(batch)
     norm = trailing_minmax_norm(GRID.ci_g_per_kwh)
     expected = build_observation(
-        norm[hours], GRID.ci_g_per_kwh[hours], (np.array(hours) + GRID.start_utc.hour) % 24,
-        [h % 6 for h in hours], [64] * 4, [12.0] * 4, [-105.0] * 4, [h % 9 for h in hours],
-        [0.1 * norm[h] for h in hours])  # empty window: slack = 1 - (1 - xi * ci_norm) * 1
+        ci_norm=norm[hours], ci_g_per_kwh=GRID.ci_g_per_kwh[hours],
+        hour_of_day_utc=(np.array(hours) + GRID.start_utc.hour) % 24, task_class=[h % 6 for h in hours],
+        prompt_tokens=[64] * 4, deadline_s=[12.0] * 4, gain_db=[-105.0] * 4,
+        active_sessions=[h % 9 for h in hours],
+        quality_slack=[0.1 * norm[h] for h in hours])  # empty window: slack = 1 - (1 - xi * ci_norm) * 1
     np.testing.assert_allclose(obs, expected, rtol=0, atol=1e-6)
     assert [u[0] for u in used] == list(GRID.ci_g_per_kwh[hours])
 
@@ -294,3 +296,29 @@ def test_lava_backend_serves_concurrent_decides_one_at_a_time(tmp_path):
             assert (d.level_index, d.tx_power_w) == (int(level[0]), pytest.approx(float(power[0]), abs=1e-4))
     finally:
         svc.close()
+
+
+@pytest.mark.parametrize("field, value", [
+    ("timestamp_utc", datetime(1, 1, 2, tzinfo=timezone.utc)),
+    ("timestamp_utc", datetime(9999, 12, 31, tzinfo=timezone.utc)),
+    ("ci_g_per_kwh", 1e308), ("prompt_tokens", 10**12), ("deadline_s", 1e300), ("gain_db", 1e308),
+    ("gain_db", -1e308), ("active_sessions", 10**15),
+])
+def test_telemetry_beyond_the_runtime_limits_is_refused_naming_the_field(field, value):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as err:
+        telemetry(**{field: value})
+    assert [e["loc"][0] for e in err.value.errors()] == [field]
+
+
+@pytest.mark.parametrize("field, value", [
+    ("output_tokens", 10**12), ("inference_energy_j", 1e308), ("inference_latency_s", 1e308),
+    ("airtime_s", 1e308), ("harq_tries", 10**9), ("tx_power_w", 1e308),
+])
+def test_outcomes_beyond_the_runtime_limits_are_refused_naming_the_field(field, value):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as err:
+        outcome(**{field: value})
+    assert [e["loc"][0] for e in err.value.errors()] == [field]
