@@ -155,15 +155,16 @@ def verify_bundle(path: str | Path, n_obs: int = 10_000, n_lava_obs: int = 200, 
     bundle = PolicyBundle.load(path)
     spec = bundle.spec
     seed = int(time.time_ns() % 2**31) if seed is None else seed
-    scenario = scenario or bundle.manifest.training.get("scenario", {}).get("name", "default")
+    recorded = bundle.manifest.training.get("scenario", "default")
+    scenario = scenario or str(recorded.get("name", "default") if isinstance(recorded, dict) else recorded)
     obs = scenario_observations(scenario, n_obs, seed)
     results = []
     if "onnx" in bundle.targets:
-        import onnxruntime as ort
+        from aolo.runtime.backends import make_backend
 
-        session = ort.InferenceSession(str(bundle.file("onnx")), providers=["CPUExecutionProvider"])
-        results.append(check_actions("onnx", "numpy reference", lambda o: session.run(None, {"obs": o})[0],
-                                     spec.forward, obs))
+        onnx_backend = make_backend("onnx", bundle)  # from the verified bytes, refusing external data
+        results.append(check_actions("onnx", "numpy reference", onnx_backend.decide, spec.forward, obs))
+        onnx_backend.close()
     if "nir" in bundle.targets:
         results.append(check_nir(spec, bundle.file("nir"), obs[:1000]))
     if "lava_fixed" in bundle.targets:

@@ -30,6 +30,15 @@ from typing import Any, Union
 import numpy as np
 
 
+# Bounds of a spec read from a file a user may have been handed: far above any policy aolo trains
+# (T = 5, 32 x 32 hidden, 15 x 10 encoder neurons), low enough that nothing is allocated or run
+# for minutes before the spec is refused.
+MAX_TIMESTEPS = 1_000
+MAX_NODES = 64
+MAX_WIDTH = 65_536
+MAX_PARAMETERS = 50_000_000
+
+
 def _arr(x: Any) -> np.ndarray:
     return np.asarray(x, dtype=np.float32)
 
@@ -133,6 +142,13 @@ class ActorSpec:
     def __post_init__(self) -> None:
         if self.kind not in ("snn", "ann"):
             raise ValueError(f"ActorSpec: kind must be 'snn' or 'ann', got {self.kind!r}")
+        for name, value, high in (("obs_dim", self.obs_dim, MAX_WIDTH), ("act_dim", self.act_dim, MAX_WIDTH),
+                                  ("timesteps", self.timesteps, MAX_TIMESTEPS)):
+            if not 1 <= value <= high:
+                raise ValueError(f"ActorSpec: field {name!r} is {value}, must be in [1, {high}]")
+        if not 2 <= len(self.nodes) <= MAX_NODES:
+            raise ValueError(f"ActorSpec: field 'nodes' has {len(self.nodes)} nodes, must be 2 to {MAX_NODES}")
+        _check_arrays(self.nodes)
         if self.kind == "snn":
             if not isinstance(self.nodes[0], PopulationEncoder) or not isinstance(self.nodes[-2], PopulationDecoder):
                 raise ValueError("ActorSpec: an snn starts with PopulationEncoder and ends with PopulationDecoder, Tanh")
@@ -159,6 +175,10 @@ class ActorSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ActorSpec":
+        if not isinstance(d, dict) or not isinstance(d.get("nodes"), list):
+            raise ValueError("ActorSpec: a JSON object with a 'nodes' list is needed")
+        if len(d["nodes"]) > MAX_NODES:
+            raise ValueError(f"ActorSpec: field 'nodes' has {len(d['nodes'])} nodes, more than {MAX_NODES}")
         nodes = []
         for i, nd in enumerate(d["nodes"]):
             nd = dict(nd)
@@ -189,6 +209,22 @@ class ActorSpec:
                 x = _apply_static(n, x)
             return x.astype(np.float32), []
         return _run_snn(self, obs)
+
+
+def _check_arrays(nodes: list[Node]) -> None:
+    """Every parameter finite, no layer wider than MAX_WIDTH, at most MAX_PARAMETERS in all."""
+    total = 0
+    for i, node in enumerate(nodes):
+        for name, value in vars(node).items():
+            if not isinstance(value, np.ndarray):
+                continue
+            total += value.size
+            if any(d > MAX_WIDTH for d in value.shape):
+                raise ValueError(f"ActorSpec: field 'nodes[{i}].{name}' has shape {value.shape}, wider than {MAX_WIDTH}")
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"ActorSpec: field 'nodes[{i}].{name}' ({type(node).__name__}) is not finite")
+        if total > MAX_PARAMETERS:
+            raise ValueError(f"ActorSpec: more than {MAX_PARAMETERS} parameters")
 
 
 def _apply_static(n: Node, x: np.ndarray) -> np.ndarray:

@@ -29,7 +29,7 @@ from typing import Any, Literal, Mapping, Optional
 import numpy as np
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .actor_spec import ActorSpec, CubaLIF, Linear, PopulationDecoder, PopulationEncoder
+from .actor_spec import MAX_PARAMETERS, MAX_TIMESTEPS, ActorSpec, CubaLIF, Linear, PopulationDecoder, PopulationEncoder
 from .policy_io import ACT_DIM, LEVELS, OBSERVATION
 
 __all__ = [
@@ -52,9 +52,14 @@ MANIFEST_FILE = "manifest.json"
 ACTOR_SPEC_FILE = "actor_spec.json"
 ACTOR_SPEC_TARGET = "actor_spec"
 # Canonical file names for known targets; any other target keeps its source file's name.
-TARGET_FILE_NAMES = {"onnx": "actor.onnx", "nir": "actor.nir", "lava_fixed": "lava_fixed.npz"}
+TARGET_FILE_NAMES = {"onnx": "actor.onnx", "nir": "actor.nir", "lava_fixed": "lava_fixed.npz",
+                     "observations": "observations.npy"}
 _TARGET_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 _FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # a plain name: no directories, no '..'
+MAX_MANIFEST_BYTES = 1 << 20  # a manifest is a few kB
+MAX_FILE_BYTES = 256 << 20  # per file; today's largest artefact (a 32 x 32 SNN's spec) is ~100 kB
+MAX_RECORDED_OBS = 100_000  # rows of the recorded observations (export writes 1,000)
+OBSERVATIONS_TARGET = "observations"
 OBS_NORMALISATION_NOTE = (
     "Observation built by aolo.runtime.policy_io.build_observation: each field is transform(input), "
     "clipped to [low, high]; ci_norm is min-max over the trailing week of the grid trace (grid.trailing_minmax)."
@@ -85,7 +90,7 @@ class FileEntry(_Strict):
 
     path: str = Field(pattern=_FILE_RE.pattern)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    bytes: int = Field(ge=0)
+    bytes: int = Field(ge=0, le=MAX_FILE_BYTES)
 
     @field_validator("path")
     @classmethod
@@ -199,13 +204,13 @@ class ActorSummary(_Strict):
     :param n_parameters: weights and biases in Linear / decoder nodes
     """
 
-    timesteps: int = Field(ge=1)
+    timesteps: int = Field(ge=1, le=MAX_TIMESTEPS)
     encoder_population: Optional[int] = None
     encoder_vth: Optional[float] = None
     decoder_population: Optional[int] = None
     layers: list[LayerSummary]
     neurons: list[NeuronSummary] = Field(default_factory=list)
-    n_parameters: int = Field(ge=0)
+    n_parameters: int = Field(ge=0, le=MAX_PARAMETERS)
 
 
 class Manifest(_Strict):
@@ -256,10 +261,28 @@ class Manifest(_Strict):
 
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with _open_plain(path) as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _open_plain(path: Path):
+    """Open a regular file for reading without following a symbolic link (O_NOFOLLOW), so a link
+    swapped in after the directory was checked is refused too."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as e:
+        raise BundleError(f"{path}: cannot open ({e.strerror}; a bundle holds plain files only)") from None
+    return os.fdopen(fd, "rb")
+
+
+def _read_plain(path: Path, max_bytes: int) -> bytes:
+    with _open_plain(path) as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise BundleError(f"{path}: larger than {max_bytes} bytes")
+    return data
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -415,11 +438,13 @@ def write_bundle(
 # ---------------------------------------------------------------------------------------------
 
 
-def _read_json(path: Path) -> Any:
-    if not path.is_file():
-        raise BundleError(f"{path}: missing")
+def _read_json(path: Path, data: bytes | None = None) -> Any:
+    if data is None:
+        if not path.is_file():
+            raise BundleError(f"{path}: missing")
+        data = _read_plain(path, MAX_FILE_BYTES)
     try:
-        return json.loads(path.read_bytes(), parse_constant=lambda c: _reject_constant(path, c))
+        return json.loads(data, parse_constant=lambda c: _reject_constant(path, c))
     except json.JSONDecodeError as e:
         raise BundleError(f"{path}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     except UnicodeDecodeError:
@@ -486,10 +511,10 @@ class PolicyBundle:
         if not root.is_dir():
             raise BundleError(f"{root}: not a bundle directory")
         mpath = root / MANIFEST_FILE
-        if not mpath.is_file():
+        if not mpath.is_file() and not mpath.is_symlink():
             raise BundleError(f"{mpath}: missing")
-        raw_bytes = mpath.read_bytes()
-        raw = _read_json(mpath)
+        raw_bytes = _read_plain(mpath, MAX_MANIFEST_BYTES)
+        raw = _read_json(mpath, raw_bytes)
         if not isinstance(raw, dict):
             raise BundleError(f"{mpath}: field '(root)': must be a JSON object")
         version = raw.get("format_version")
@@ -502,6 +527,7 @@ class PolicyBundle:
             err = e.errors()[0]
             raise BundleError(f"{mpath}: field {_field_path(err['loc'])!r}: "
                               f"{err['msg'].removeprefix('Value error, ')}") from None
+        _check_closed(root, manifest)
         for target, entry in manifest.files.items():
             fpath = root / entry.path
             if not fpath.is_file():
@@ -529,7 +555,60 @@ class PolicyBundle:
                 raise BundleError(f"{spath}: field {field!r}: {got!r} does not match {MANIFEST_FILE} "
                                   f"field {mfield!r} = {want!r}")
         _check_spec_shapes(spec, spath)
+        summary = actor_summary(spec)
+        if summary != manifest.actor:
+            got, want = summary.model_dump(), manifest.actor.model_dump()
+            field = next(k for k in want if got[k] != want[k])
+            raise BundleError(f"{mpath}: field 'actor.{field}': {want[field]!r} does not describe {spath.name} "
+                              f"({got[field]!r})")
         return cls(path=root, manifest=manifest, spec=spec, sha256=hashlib.sha256(raw_bytes).hexdigest())
+
+    def read_verified(self, target: str) -> bytes:
+        """The bytes of ``target``'s file, checked against the manifest (read once, then checked, so
+        what is used is what was hashed).
+
+        :raises BundleError: no such target, a link, a size or hash mismatch
+        """
+        data = _read_plain(self.file(target), self.manifest.files[target].bytes)
+        self.verify_bytes(target, data)
+        return data
+
+    def recorded_observations(self) -> np.ndarray:
+        """The observations export recorded from the training scenario, (n, obs_dim) float32.
+
+        :raises BundleError: no ``observations`` target, or a file that is not a finite
+            (n, obs_dim) float32 ``.npy`` array with 1 <= n <= MAX_RECORDED_OBS (named)
+        """
+        import io
+
+        path = self.file(OBSERVATIONS_TARGET)
+        try:
+            obs = np.load(io.BytesIO(self.read_verified(OBSERVATIONS_TARGET)), allow_pickle=False)
+        except ValueError as e:
+            raise BundleError(f"{path}: not a numpy .npy array: {e}") from None
+        n_dim = self.manifest.observation.obs_dim
+        if obs.dtype != np.float32 or obs.ndim != 2 or obs.shape[1] != n_dim or not 1 <= obs.shape[0] <= MAX_RECORDED_OBS:
+            raise BundleError(f"{path}: expected (n, {n_dim}) float32 with 1 <= n <= {MAX_RECORDED_OBS}, "
+                              f"got {obs.dtype} {obs.shape}")
+        if not np.all(np.isfinite(obs)):
+            raise BundleError(f"{path}: observations must be finite")
+        return obs
+
+
+def _check_closed(root: Path, manifest: Manifest) -> None:
+    """The bundle directory holds the manifest and the files it lists, as plain files, and nothing else.
+
+    :raises BundleError: a symbolic link, a sub-directory or another non-file, or an unlisted file
+    """
+    listed = {e.path for e in manifest.files.values()} | {MANIFEST_FILE}
+    for entry in sorted(root.iterdir()):
+        if entry.is_symlink():
+            raise BundleError(f"{entry}: a symbolic link; a bundle holds plain files only")
+        if not entry.is_file():
+            raise BundleError(f"{entry}: not a plain file; a bundle holds plain files only")
+        if entry.name not in listed:
+            raise BundleError(f"{entry}: not listed in {MANIFEST_FILE} field 'files'; a bundle holds only what "
+                              "its manifest pins")
 
 
 def _check_spec_shapes(spec: ActorSpec, spath: Path) -> None:

@@ -257,8 +257,10 @@ def _register_serve(app: typer.Typer) -> None:
     ) -> None:
         """Serve a policy bundle over HTTP: POST /v1/decide, /v1/outcome; GET /v1/carbon, /healthz, /metrics.
 
-        Every recorded outcome is committed to the ledger before it is acknowledged. SIGTERM or
-        SIGINT drains requests in flight, then closes the backend and the ledger.
+        Before it listens, the backend replays the bundle's recorded observations and must match
+        the bundle's reference actions, else serve refuses to start. Every recorded outcome is
+        committed to the ledger before it is acknowledged. SIGTERM or SIGINT drains requests in
+        flight, then closes the backend and the ledger.
 
         Example: aolo serve runs/bundle --backend onnx --port 8080 --ledger carbon.db
         """
@@ -266,7 +268,7 @@ def _register_serve(app: typer.Typer) -> None:
 
         from aolo.hw_profiles import LLMServerProfile, ProfileError, RadioProfile, load_profile
 
-        from .backends import BackendError, make_backend
+        from .backends import BackendError, check_against_recorded, make_backend
         from .bundle import BundleError, PolicyBundle
         from .energy import charge_actor_energy
         from .grid import load_grid
@@ -285,6 +287,7 @@ def _register_serve(app: typer.Typer) -> None:
             settings = ServerSettings(host=host, port=port, max_body_bytes=max_body_bytes)
             be = make_backend(backend, pol, precision=precision.value)
             opened.append(be)
+            check_against_recorded(be, pol)
             hardware = charge_actor_energy(be, pol, actor_hardware)
             led = Ledger(ledger)
             opened.append(led)

@@ -48,6 +48,7 @@ weight step.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -415,13 +416,19 @@ def load_fixed_point(spec: ActorSpec, path: str | Path) -> FixedPointActor:
 
     :raises ValueError: a missing array or a layer that does not fit ``spec`` (named)
     """
-    with np.load(path) as z:
-        try:
+    n_spiking = len(spec.spiking_layers())
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if int(z["n_layers"]) != n_spiking:
+                raise ValueError(f"{path}: field 'n_layers' is {int(z['n_layers'])}, the actor has {n_spiking} "
+                                 "spiking layers")
             layers = [FixedPointLayer(**{name: z[f"layer{k}_{name}"] for name in LAYER_ARRAYS},
                                       weight_exp=int(z[f"layer{k}_weight_exp"]), weight_step=float(z[f"layer{k}_weight_step"]))
-                      for k in range(int(z["n_layers"]))]
-        except KeyError as e:
-            raise ValueError(f"{path}: missing array {e}") from None
+                      for k in range(n_spiking)]
+    except KeyError as e:
+        raise ValueError(f"{path}: missing array {e}") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: not a fixed-point .npz file ({e})") from None
     return FixedPointActor(spec=spec, layers=layers)
 
 

@@ -17,7 +17,7 @@ from aolo.hw_profiles import RadioProfile, load_profile
 from aolo.runtime.actor_spec import ActorSpec, CubaLIF, Linear, PopulationDecoder, PopulationEncoder, ReLU, Tanh
 from aolo.runtime.bundle import (ACTOR_SPEC_FILE, FORMAT_VERSION, MANIFEST_FILE, ActionSpec, BundleError,
                                  PolicyBundle, write_bundle)
-from aolo.runtime.policy_io import OBS_DIM, OBS_FIELDS
+from aolo.runtime.policy_io import OBS_DIM, OBS_FIELDS, OBS_HIGH, OBS_LOW
 
 # ---------------------------------------------------------------------------------------------
 # shared helpers
@@ -90,9 +90,12 @@ def macro_action_spec() -> ActionSpec:
 
 
 def make_bundle(root: Path, spec: ActorSpec | None = None, with_onnx: bool = False, name: str = "bundle") -> Path:
-    """A real bundle directory under ``root``; with an ``actor.onnx`` when ``with_onnx``."""
+    """A real bundle directory under ``root`` with 64 recorded observations; with an ``actor.onnx``
+    when ``with_onnx``."""
     spec = spec or random_ann_spec()
-    artefacts = {}
+    obs_path = root / f"{name}_observations.npy"
+    np.save(obs_path, np.random.default_rng(0).uniform(OBS_LOW, OBS_HIGH, (64, OBS_DIM)).astype(np.float32))
+    artefacts = {"observations": obs_path}
     if with_onnx:
         artefacts["onnx"] = ann_onnx_file(spec, root / f"{name}_src.onnx")
     return write_bundle(root / name, spec, artefacts, algo="sac" if spec.kind == "ann" else "sdrl",
@@ -137,7 +140,7 @@ def test_bundle_round_trip_keeps_the_actor_and_the_manifest(tmp_path):
     assert m.training == {"seed": 7, "steps": 1000, "scenario": "tiny"}
     assert m.op_counts == {"layer0_macs": 480}
     assert [layer.shape for layer in m.actor.layers if layer.type == "Linear"] == [[32, OBS_DIM], [32, 32], [2, 32]]
-    assert bundle.targets == ["actor_spec", "onnx"]
+    assert bundle.targets == ["actor_spec", "observations", "onnx"]
     assert bundle.file("onnx").name == "actor.onnx"
     for target, entry in m.files.items():
         data = (bundle.path / entry.path).read_bytes()
@@ -296,7 +299,7 @@ def test_nan_in_the_manifest_is_refused(tmp_path):
 
 def test_asking_for_an_absent_target_names_the_targets_there(tmp_path):
     bundle = PolicyBundle.load(make_bundle(tmp_path))
-    with pytest.raises(BundleError, match=r"no 'onnx' target \(the bundle has actor_spec\)"):
+    with pytest.raises(BundleError, match=r"no 'onnx' target \(the bundle has actor_spec, observations\)"):
         bundle.file("onnx")
 
 

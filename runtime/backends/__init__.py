@@ -34,6 +34,7 @@ __all__ = [
     "BackendUnavailable",
     "PolicyBackend",
     "available_backends",
+    "check_against_recorded",
     "check_obs",
     "make_backend",
     "register_backend",
@@ -141,6 +142,41 @@ def make_backend(name: str, bundle: "PolicyBundle", precision: str = "float") ->
     if precision not in entry.precisions:
         raise BackendError(f"precision: backend {name!r} runs {', '.join(entry.precisions)}, not {precision!r}")
     return entry.loader()(bundle, precision)
+
+
+RECORDED_CHECK_OBS = 32  # recorded observations replayed when a backend starts serving (milliseconds)
+RECORDED_CHECK_TOLERANCE = 1e-5  # max |delta action| of a float backend against the numpy reference
+
+
+def check_against_recorded(backend: PolicyBackend, bundle: "PolicyBundle", n_obs: int = RECORDED_CHECK_OBS) -> float:
+    """Replay the bundle's recorded observations through ``backend`` and compare its actions with
+    the bundle's own reference: ``actor_spec`` for float backends (max |delta a| <= 1e-5), the
+    integer model of ``lava_fixed`` for fixed ones (equal). A cheap parity check at the place a
+    bundle is used, so an artefact that disagrees with the spec (a tampered file rehashed into
+    its manifest, NaN weights) is refused before it serves.
+
+    :param n_obs: how many of the recorded observations to replay
+    :return: max |delta action| seen
+    :raises BackendError: the actions differ, naming the bundle, backend and first observation
+    """
+    obs = bundle.recorded_observations()[:n_obs]
+    if backend.precision == "fixed":
+        from ..fixed_point import load_fixed_point, quantize_actor
+
+        fixed = (load_fixed_point(bundle.spec, bundle.file(LAVA_FIXED_TARGET)) if LAVA_FIXED_TARGET in bundle.targets
+                 else quantize_actor(bundle.spec))
+        expected, tolerance = fixed.forward(obs), 0.0
+    else:
+        expected, tolerance = bundle.spec.forward(obs), RECORDED_CHECK_TOLERANCE
+    got = np.asarray(backend.decide(obs), dtype=np.float64)
+    diff = np.abs(got - expected)
+    worst = float(np.max(diff)) if np.all(np.isfinite(got)) else float("inf")
+    if not worst <= tolerance:
+        row = int(np.argmax(np.where(np.isfinite(diff), diff, np.inf).max(axis=1)))
+        raise BackendError(f"{bundle.path}: backend {backend.name!r} ({backend.precision}) does not reproduce the "
+                           f"bundle's reference on recorded observation {row}: max |delta action| {worst:.3g} > "
+                           f"{tolerance:g}; refusing to serve it")
+    return worst
 
 
 def check_obs(obs: np.ndarray, obs_dim: int) -> np.ndarray:

@@ -19,7 +19,7 @@ from . import BackendError, BackendUnavailable, check_obs
 if TYPE_CHECKING:
     from ..bundle import PolicyBundle
 
-__all__ = ["OnnxBackend", "ONNX_TARGET"]
+__all__ = ["OnnxBackend", "ONNX_TARGET", "check_closed_graph"]
 
 ONNX_TARGET = "onnx"
 
@@ -53,7 +53,8 @@ class OnnxBackend:
         :param intra_op_threads: ONNX Runtime intra-op threads (1: see the module docstring)
         :param providers: execution providers in order; default CUDA (if built in) then CPU
         :raises BackendError: no ``onnx`` target, a graph whose input or output shape does not
-            match the bundle, a file that changed since the bundle was verified
+            match the bundle, external data or non-finite weights (:func:`check_closed_graph`)
+        :raises BundleError: a file that changed since the bundle was verified
         """
         if precision != "float":
             raise BackendError(f"precision: backend 'onnx' runs float, not {precision!r}")
@@ -62,8 +63,8 @@ class OnnxBackend:
         except ModuleNotFoundError as e:
             raise BackendUnavailable("backend 'onnx': cannot import 'onnxruntime' (pip install onnxruntime)") from e
         path = bundle.file(ONNX_TARGET)
-        data = path.read_bytes()
-        bundle.verify_bytes(ONNX_TARGET, data)  # the bytes we run are the bytes the manifest pins
+        data = bundle.read_verified(ONNX_TARGET)  # the bytes we run are the bytes the manifest pins
+        check_closed_graph(data, path)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = int(intra_op_threads)
         opts.inter_op_num_threads = 1
@@ -88,6 +89,55 @@ class OnnxBackend:
     def close(self) -> None:
         """Drop the session (ONNX Runtime frees it with the last reference)."""
         self._session = None
+
+
+def check_closed_graph(data: bytes, path: object) -> None:
+    """The ONNX graph in ``data`` carries every tensor inside the file, and every float tensor is finite.
+
+    ONNX external data would make the session read weights from any path the file names (and
+    relative paths resolve against the server's working directory), so a bundle's hashes would no
+    longer pin what runs; non-finite weights would make every decision fall back to the safe policy.
+    The ``onnx`` package parses the protobuf (it does not resolve external data from bytes).
+
+    :raises BackendError: not an ONNX model, or a tensor with external data or a non-finite value,
+        naming the tensor
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as e:  # protobuf raises DecodeError and friends
+        raise BackendError(f"{path}: not an ONNX model ({type(e).__name__}: {e})") from None
+    for name, tensor in _graph_tensors(model.graph):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
+            raise BackendError(f"{path}: tensor {name!r} keeps its data outside the file (ONNX external data); "
+                               "a bundle's graph must be self-contained")
+        try:
+            values = numpy_helper.to_array(tensor)
+        except Exception as e:
+            raise BackendError(f"{path}: tensor {name!r} cannot be read: {e}") from None
+        if values.dtype.kind in "fc" and not np.all(np.isfinite(values)):
+            raise BackendError(f"{path}: tensor {name!r} holds non-finite values")
+
+
+def _graph_tensors(graph: object):
+    """(name, TensorProto) of every initializer and tensor attribute, subgraphs included."""
+    for t in graph.initializer:  # type: ignore[attr-defined]
+        yield t.name, t
+    for st in graph.sparse_initializer:  # type: ignore[attr-defined]
+        yield st.values.name, st.values
+        yield st.indices.name, st.indices
+    for node in graph.node:  # type: ignore[attr-defined]
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield f"{node.name or node.op_type}.{attr.name}", attr.t
+            for t in attr.tensors:
+                yield f"{node.name or node.op_type}.{attr.name}", t
+            if attr.HasField("g"):
+                yield from _graph_tensors(attr.g)
+            for g in attr.graphs:
+                yield from _graph_tensors(g)
 
 
 def _check_io(session: object, path: object, obs_dim: int, act_dim: int) -> None:
