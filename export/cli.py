@@ -23,12 +23,16 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing bundle"),
         n_obs: int = typer.Option(10_000, "--n-obs", min=1, help="observations for the ONNX/torch parity checks"),
         n_lava_obs: int = typer.Option(200, "--n-lava-obs", min=1, help="observations through each Lava network"),
+        sign: Optional[Path] = typer.Option(None, "--sign", metavar="KEY",
+                                            help="sign the bundle with this private key (`aolo keys new`)"),
     ) -> None:
         """Export a trained actor to a versioned policy bundle, proving every target equal to it.
 
         Example: aolo export runs/default__sdrl__1__... --to onnx,lava,nir --out bundles/sdrl
         """
         from aolo.console import console as make_console
+
+        from aolo.runtime.signing import sign_bundle
 
         from .bundle_export import export_run, parity_table, parse_targets
 
@@ -37,13 +41,14 @@ def register(app: typer.Typer) -> None:
             targets = parse_targets(to)
             result = export_run(run_dir, out, targets, n_onnx_obs=n_obs, n_lava_obs=n_lava_obs, overwrite=overwrite,
                                 log=lambda m: console.print(f"[dim]{m}[/dim]"))
+            signer = sign_bundle(result.bundle, sign) if sign is not None else None
         except (ValueError, OSError) as e:
             _fail(str(e))
         console.print(parity_table(result.parity, f"export parity: {run_dir}"))
         console.print("export time per target: " + ", ".join(f"{k} {v:.2f} s" for k, v in result.export_s.items()))
         if result.quantization is not None:
             console.print(_quantization_table(result.quantization))
-        console.print(f"[bold]bundle written to {result.bundle}[/bold]")
+        console.print(f"[bold]bundle written to {result.bundle}[/bold]" + (f", signed by key {signer}" if signer else ""))
 
     @app.command("verify")
     def verify(
@@ -51,17 +56,29 @@ def register(app: typer.Typer) -> None:
         n_obs: int = typer.Option(10_000, "--n-obs", min=1, help="fresh observations for ONNX and NIR"),
         n_lava_obs: int = typer.Option(200, "--n-lava-obs", min=1, help="observations through each Lava network"),
         seed: Optional[int] = typer.Option(None, "--seed", help="observation seed (default: fresh from the clock)"),
+        trusted_keys: Optional[Path] = typer.Option(None, "--trusted-keys", metavar="DIR",
+                                                    help="also require a valid signature by one of these *.pub keys"),
     ) -> None:
-        """Validate a bundle (files, hashes, shapes) and recompute parity per target on fresh observations."""
+        """Validate a bundle (files, hashes, shapes, signature) and recompute parity per target on fresh observations."""
         from aolo.console import console
-        from aolo.runtime.bundle import BundleError
+        from aolo.runtime.bundle import BundleError, PolicyBundle
+        from aolo.runtime.signing import load_trusted_keys, verify_signer
 
         from .bundle_export import parity_table, verify_bundle
 
         try:
+            loaded = PolicyBundle.load(bundle)
+            signer = verify_signer(loaded, load_trusted_keys(trusted_keys)) if trusted_keys is not None else None
             results = verify_bundle(bundle, n_obs=n_obs, n_lava_obs=n_lava_obs, seed=seed)
         except (BundleError, ValueError, OSError) as e:
             _fail(str(e))
+        if signer:
+            note = f"valid, by trusted key {signer}"
+        elif loaded.signature:
+            note = f"by key {loaded.signature.key_id}, not checked (give --trusted-keys)"
+        else:
+            note = "none"
+        console().print(f"signature: {note}")
         console().print(parity_table(results, f"verify: {bundle}"))
         if not all(r.passed for r in results):
             raise typer.Exit(1)

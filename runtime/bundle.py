@@ -43,12 +43,15 @@ __all__ = [
     "Manifest",
     "ObservationSpec",
     "PolicyBundle",
+    "Signature",
     "actor_summary",
     "write_bundle",
 ]
 
 FORMAT_VERSION = 2  # 2: the observation section carries the whole contract (input, unit, transform, bounds)
 MANIFEST_FILE = "manifest.json"
+SIGNATURE_FILE = "signature.json"  # optional, beside the manifest it signs (aolo.runtime.signing)
+SIGNATURE_ALGORITHM = "ed25519"
 ACTOR_SPEC_FILE = "actor_spec.json"
 ACTOR_SPEC_TARGET = "actor_spec"
 # Canonical file names for known targets; any other target keeps its source file's name.
@@ -69,6 +72,40 @@ POWER_MAPPING_NOTE = "tx_power_w = p_min_w + (clip(a_1, -1, 1) + 1) / 2 * (p_max
 
 class BundleError(ValueError):
     """A bundle that cannot be written or loaded; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A parsed ``signature.json``: who claims to have signed ``manifest.json`` (see
+    :mod:`aolo.runtime.signing`, which checks the claim against trusted keys).
+
+    :param key_id: the signer's key id (16 hex digits)
+    :param signature: the 64-byte Ed25519 signature of the manifest's bytes
+    """
+
+    key_id: str
+    signature: bytes
+
+    @classmethod
+    def parse(cls, path: Path, data: bytes) -> "Signature":
+        """:raises BundleError: not ``{"algorithm": "ed25519", "key_id": ..., "signature": ...}``, naming the field"""
+        import base64
+
+        raw = _read_json(path, data)
+        if not isinstance(raw, dict) or set(raw) != {"algorithm", "key_id", "signature"}:
+            raise BundleError(f"{path}: field '(root)': needs exactly 'algorithm', 'key_id' and 'signature'")
+        if raw["algorithm"] != SIGNATURE_ALGORITHM:
+            raise BundleError(f"{path}: field 'algorithm': {raw['algorithm']!r} is not {SIGNATURE_ALGORITHM!r}")
+        kid = raw["key_id"]
+        if not isinstance(kid, str) or not re.fullmatch(r"[0-9a-f]{16}", kid):
+            raise BundleError(f"{path}: field 'key_id': 16 lower-case hex digits expected")
+        try:
+            sig = base64.b64decode(str(raw["signature"]), validate=True)
+        except ValueError:
+            sig = b""
+        if len(sig) != 64:
+            raise BundleError(f"{path}: field 'signature': a base64 Ed25519 signature (64 bytes) expected")
+        return cls(key_id=kid, signature=sig)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -95,8 +132,8 @@ class FileEntry(_Strict):
     @field_validator("path")
     @classmethod
     def _not_reserved(cls, v: str) -> str:
-        if v == MANIFEST_FILE:
-            raise ValueError(f"{MANIFEST_FILE} cannot list itself")
+        if v in (MANIFEST_FILE, SIGNATURE_FILE):
+            raise ValueError(f"{v} is reserved: the manifest cannot list itself or its signature")
         return v
 
 
@@ -386,7 +423,7 @@ def write_bundle(
         if not src.is_file():
             raise BundleError(f"artefacts: target {target!r}: {src} is not a file")
         name = TARGET_FILE_NAMES.get(target, src.name)
-        if name in (MANIFEST_FILE, ACTOR_SPEC_FILE) or not _FILE_RE.match(name):
+        if name in (MANIFEST_FILE, SIGNATURE_FILE, ACTOR_SPEC_FILE) or not _FILE_RE.match(name):
             raise BundleError(f"artefacts: target {target!r}: file name {name!r} is reserved or not a plain name")
         if any(name == n for _, n in sources.values()):
             raise BundleError(f"artefacts: target {target!r}: two targets would write {name!r}")
@@ -463,12 +500,17 @@ class PolicyBundle:
     :param manifest: the validated manifest
     :param spec: the actor (numpy reference), from ``actor_spec.json``
     :param sha256: hex SHA-256 of ``manifest.json``, the bundle's identity in the ledger
+    :param manifest_bytes: ``manifest.json`` as read (what a signature signs)
+    :param signature: the parsed ``signature.json``, None for an unsigned bundle (not yet checked
+        against any key: see :func:`aolo.runtime.signing.verify_signer`)
     """
 
     path: Path
     manifest: Manifest
     spec: ActorSpec
     sha256: str
+    manifest_bytes: bytes = b""
+    signature: Optional[Signature] = None
 
     @property
     def targets(self) -> list[str]:
@@ -561,7 +603,11 @@ class PolicyBundle:
             field = next(k for k in want if got[k] != want[k])
             raise BundleError(f"{mpath}: field 'actor.{field}': {want[field]!r} does not describe {spath.name} "
                               f"({got[field]!r})")
-        return cls(path=root, manifest=manifest, spec=spec, sha256=hashlib.sha256(raw_bytes).hexdigest())
+        spath_sig = root / SIGNATURE_FILE
+        signature = (Signature.parse(spath_sig, _read_plain(spath_sig, MAX_MANIFEST_BYTES))
+                     if spath_sig.exists() or spath_sig.is_symlink() else None)
+        return cls(path=root, manifest=manifest, spec=spec, sha256=hashlib.sha256(raw_bytes).hexdigest(),
+                   manifest_bytes=raw_bytes, signature=signature)
 
     def read_verified(self, target: str) -> bytes:
         """The bytes of ``target``'s file, checked against the manifest (read once, then checked, so
@@ -600,7 +646,7 @@ def _check_closed(root: Path, manifest: Manifest) -> None:
 
     :raises BundleError: a symbolic link, a sub-directory or another non-file, or an unlisted file
     """
-    listed = {e.path for e in manifest.files.values()} | {MANIFEST_FILE}
+    listed = {e.path for e in manifest.files.values()} | {MANIFEST_FILE, SIGNATURE_FILE}
     for entry in sorted(root.iterdir()):
         if entry.is_symlink():
             raise BundleError(f"{entry}: a symbolic link; a bundle holds plain files only")

@@ -22,6 +22,56 @@ def register(app: typer.Typer) -> None:
     _register_grid(app)
     _register_energy(app)
     _register_serve(app)
+    _register_keys(app)
+
+
+# ---------------------------------------------------------------------------------------------
+# aolo keys
+# ---------------------------------------------------------------------------------------------
+
+
+def _register_keys(app: typer.Typer) -> None:
+    keys = typer.Typer(help="Ed25519 keys that sign policy bundles, and signing.", no_args_is_help=True)
+
+    @keys.command("new")
+    def new(
+        name: str = typer.Argument(..., help="key name: NAME.key (private, 0600) and NAME.pub are written"),
+        out: Path = typer.Option(Path("keys"), "--out", help="folder for the two files"),
+    ) -> None:
+        """Create a signing key pair. Keep NAME.key on the training host; copy NAME.pub into the folder
+        that base stations pass to `aolo serve --trusted-keys`.
+
+        Example: aolo keys new release --out keys/
+        """
+        from .signing import SigningKeyError, new_keypair
+
+        try:
+            key_path, pub_path, kid = new_keypair(out, name)
+        except (SigningKeyError, OSError) as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2)
+        typer.echo(f"wrote {key_path} (private, 0600) and {pub_path}; key id {kid}")
+
+    @keys.command("sign")
+    def sign(
+        bundle: Path = typer.Argument(..., metavar="BUNDLE", help="policy bundle directory"),
+        key: Path = typer.Option(..., "--key", help="private key file (NAME.key from `aolo keys new`)"),
+    ) -> None:
+        """Sign a bundle: verify it, then write signature.json over its manifest (which pins every file).
+
+        Example: aolo keys sign bundles/sdrl --key keys/release.key
+        """
+        from .bundle import BundleError
+        from .signing import SigningKeyError, sign_bundle
+
+        try:
+            kid = sign_bundle(bundle, key)
+        except (BundleError, SigningKeyError, OSError) as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2)
+        typer.echo(f"signed {bundle} with key {kid}")
+
+    app.add_typer(keys, name="keys")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,6 +303,9 @@ def _register_serve(app: typer.Typer) -> None:
         actor_hardware: Optional[str] = typer.Option(
             None, "--actor-hardware", help="hardware the ledger charges the actor's energy for",
             show_default="lava -> loihi2, onnx/reference -> server-cpu"),
+        trusted_keys: Optional[Path] = typer.Option(
+            None, "--trusted-keys", metavar="DIR",
+            help="folder of *.pub keys: serve only a bundle signed by one of them", show_default="unsigned bundles serve"),
         verbose: bool = typer.Option(False, "--verbose", help="log every request; tracebacks on errors"),
     ) -> None:
         """Serve a policy bundle over HTTP: POST /v1/decide, /v1/outcome; GET /v1/carbon, /healthz, /metrics.
@@ -275,12 +328,14 @@ def _register_serve(app: typer.Typer) -> None:
         from .ledger import Ledger, LedgerError
         from .server import ServerSettings, make_server, run_until_signalled
         from .service import PolicyService, ServiceError
+        from .signing import SigningKeyError, load_trusted_keys, verify_signer
 
         logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         opened: list = []
         try:
             pol = PolicyBundle.load(bundle)
+            signer = verify_signer(pol, load_trusted_keys(trusted_keys)) if trusted_keys is not None else None
             srv = load_profile(server, LLMServerProfile)
             rad = load_profile(radio, RadioProfile)
             trace = load_grid(grid)
@@ -293,7 +348,8 @@ def _register_serve(app: typer.Typer) -> None:
             opened.append(led)
             service = PolicyService(pol, be, led, srv, rad, trace)
             httpd = make_server(service, settings)
-        except (BundleError, BackendError, ProfileError, LedgerError, ServiceError, ValueError, OSError) as e:
+        except (BundleError, BackendError, ProfileError, LedgerError, ServiceError, SigningKeyError, ValueError,
+                OSError) as e:
             for thing in reversed(opened):
                 thing.close()
             if verbose:
@@ -303,7 +359,8 @@ def _register_serve(app: typer.Typer) -> None:
 
         def ready(s) -> None:  # one line on stdout, flushed: scripts and tests read the port from it
             typer.echo(f"aolo serve: listening on http://{host}:{s.port} (backend {be.name}/{be.precision}, "
-                       f"bundle {pol.sha256[:12]}, ledger {ledger}, " +
+                       f"bundle {pol.sha256[:12]}, " + (f"signed by trusted key {signer}, " if signer else "") +
+                       f"ledger {ledger}, " +
                        (f"actor energy {be.energy_per_decision_j:.3g} J per decision on {hardware}, an estimate)"
                         if hardware else "actor energy unknown: the bundle has no op counts)"))
             import sys
