@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
             result = export_run(run_dir, out, targets, n_onnx_obs=n_obs, n_lava_obs=n_lava_obs, overwrite=overwrite,
                                 log=lambda m: console.print(f"[dim]{m}[/dim]"))
             signer = sign_bundle(result.bundle, sign) if sign is not None else None
-        except (ValueError, OSError) as e:
+        except (ValueError, OSError, ImportError) as e:
             _fail(str(e))
         console.print(parity_table(result.parity, f"export parity: {run_dir}"))
         console.print("export time per target: " + ", ".join(f"{k} {v:.2f} s" for k, v in result.export_s.items()))
@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
             signer = verify_signer(loaded, load_trusted_keys(trusted_keys)) if trusted_keys is not None else None
             results = verify_bundle(bundle, n_obs=n_obs, n_lava_obs=n_lava_obs, seed=seed)
             resources, recorded_equal = bundle_loihi_resources(bundle)
-        except (BundleError, ValueError, OSError) as e:
+        except (BundleError, ValueError, OSError, ImportError) as e:
             _fail(str(e))
         if signer:
             note = f"valid, by trusted key {signer}"

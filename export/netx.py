@@ -171,12 +171,15 @@ def read_netx(spec: ActorSpec, path: str | Path) -> FixedPointActor:
                 if weight.shape != lin.weight.shape or np.any(weight % MIXED_SIGN_WEIGHT_FACTOR):
                     raise ValueError(f"{where}/weight': {weight.shape} even integers expected, as {lin.weight.shape}")
                 n = weight.shape[0]
-                layers.append(FixedPointLayer(
-                    weight_raw=weight // MIXED_SIGN_WEIGHT_FACTOR, weight_exp=0,
-                    du_q12=_as_neurons(g["neuron/iDecay"][()], n, f"{where}/neuron/iDecay'") - CURRENT_DECAY_OFFSET_Q12,
-                    dv_q12=_as_neurons(g["neuron/vDecay"][()], n, f"{where}/neuron/vDecay'"),
-                    vth_raw=_as_neurons(g["neuron/vThMant"][()], n, f"{where}/neuron/vThMant'"),
-                    weight_step=float(steps[k])))
+                try:
+                    layers.append(FixedPointLayer(
+                        weight_raw=weight // MIXED_SIGN_WEIGHT_FACTOR, weight_exp=0,
+                        du_q12=_as_neurons(g["neuron/iDecay"][()], n, f"{where}/neuron/iDecay'") - CURRENT_DECAY_OFFSET_Q12,
+                        dv_q12=_as_neurons(g["neuron/vDecay"][()], n, f"{where}/neuron/vDecay'"),
+                        vth_raw=_as_neurons(g["neuron/vThMant"][()], n, f"{where}/neuron/vThMant'"),
+                        weight_step=float(steps[k])))
+                except ValueError as e:
+                    raise ValueError(f"{where}': {e}") from None
         except KeyError as e:
             raise ValueError(f"{path}: missing {e.args[0] if e.args else 'dataset'} (not a netx file written by aolo)") from None
     return FixedPointActor(spec=spec, layers=layers)

@@ -127,3 +127,13 @@ def test_verify_reports_netx_parity_and_the_resource_use(netx_bundle):
     assert res.exit_code == 0, res.output
     assert "netx" in res.output and "aolo Lava fixed-point network" in res.output
     assert "Loihi 2 resource use (the bundle records none)" in res.output and "fits" in res.output
+
+
+def test_netx_file_with_a_decay_out_of_range_is_refused_naming_the_dataset(netx_bundle, tmp_path):
+    path = tmp_path / "actor_netx.h5"
+    path.write_bytes(netx_bundle.file("netx").read_bytes())
+    with h5py.File(path, "a") as f:
+        del f["layer/2/neuron/iDecay"]
+        f["layer/2/neuron/iDecay"] = 0  # du = -1: below Lava's 0..4095
+    with pytest.raises(ValueError, match=r"field 'layer/2': .*du_q12 must be integers in 0..4095"):
+        read_netx(netx_bundle.spec, path)
