@@ -184,8 +184,11 @@ def verify_bundle(path: str | Path, n_obs: int = 10_000, n_lava_obs: int = 200, 
     ONNX Runtime and NIR are compared with the bundle's numpy reference (which export proved equal
     to the torch actor), Lava float with the reference, Lava fixed with the integer model, netx with
     aolo's Lava fixed-point network of the bundle's integers (``lava_fixed``, else the file's own).
-    snnTorch's import of the NIR file is checked where snnTorch and nirtorch are installed (they
-    need torch); everything else is torch-free.
+    snnTorch's import of the NIR file is checked where snnTorch and nirtorch are installed; a netx
+    file needs lava-dl (which imports torch). ONNX, NIR and Lava are checked torch-free.
+
+    :raises ModuleNotFoundError: the bundle has a netx file and lava-dl is not installed (the
+        message says what to install)
 
     :param seed: observation seed; default: a fresh one from the clock
     :param scenario: scenario to draw observations from; default: the one the actor was trained on
