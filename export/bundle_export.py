@@ -3,9 +3,11 @@ re-verify a bundle later on fresh observations.
 
 Export: the actor spec is read from the run and checked against the torch actor itself; then
 ONNX (written from the spec, checked against torch on 10,000 observations), NIR (read back and
-rebuilt), Lava (one persistent float network and one bit-accurate fixed-point network, each run on
-200 observations, and the fixed-point model against float). The parity results and the
-quantisation report travel inside the bundle.
+rebuilt, and loaded by snnTorch's own importer), Lava (one persistent float network and one
+bit-accurate fixed-point network, each run on 200 observations, and the fixed-point model against
+float), netx (lava-dl's HDF5 format for Loihi 2, loaded by netx itself and run against aolo's Lava
+fixed-point network). The parity results, the quantisation report and the Loihi 2 resource use
+(``runtime/loihi_fit.py``) travel inside the bundle.
 """
 
 from __future__ import annotations
@@ -24,10 +26,16 @@ from aolo.runtime.energy import count_ops, op_counts_to_dict
 from aolo.runtime.fixed_point import load_fixed_point, quantize_actor, save_fixed_point
 from aolo.train.seeds import EVAL_SEEDS
 
-from .parity import (ParityResult, check_actions, check_lava_fixed, check_lava_float, check_nir,
-                     scenario_observations)
+from .parity import (ParityResult, check_actions, check_lava_fixed, check_lava_float, check_netx, check_nir,
+                     check_nir_snntorch, scenario_observations)
 
-TARGETS = ("onnx", "lava", "nir")
+TARGETS = ("onnx", "lava", "nir", "netx")
+SPIKING_TARGETS = ("lava", "nir", "netx")
+"""Targets only a spiking actor has."""
+N_NIR_OBS = 1000
+"""Observations the NIR file is checked on (round trip and snnTorch)."""
+MAX_RESOURCES_BYTES = 1 << 20
+"""``loihi_resources.json`` is a few kB."""
 N_BUNDLED_OBS = 1000
 """Representative scenario observations shipped in the bundle (for aolo energy), (n, obs_dim) float32."""
 EXPORT_OBS_SEED = 424242
@@ -42,6 +50,8 @@ class ExportResult:
     export_s: dict[str, float] = field(default_factory=dict)
     parity: list[ParityResult] = field(default_factory=list)
     quantization: dict | None = None
+    loihi_resources: dict | None = None
+    """The fixed-point network's use of one Loihi 2 chip (``LoihiResources.to_dict()``), or None."""
 
     @property
     def passed(self) -> bool:
@@ -62,24 +72,28 @@ def export_run(run_dir: str | Path, out: str | Path, targets: Sequence[str] = TA
                log=print) -> ExportResult:
     """Export a run directory to a bundle at ``out``.
 
-    :param targets: subset of ("onnx", "lava", "nir"); "lava" and "nir" need a spiking actor
+    :param targets: subset of ("onnx", "lava", "nir", "netx"); all but "onnx" need a spiking actor
     :param n_onnx_obs: observations for the ONNX and torch checks
     :param n_lava_obs: observations run through each Lava network
     :param eval_seeds: seeds of the quantisation report's policy-level comparison
-    :raises ValueError: an unknown target, a target the actor cannot have, or a failed parity check
+    :raises ValueError: an unknown target, a target the actor cannot have, a failed parity check,
+        or (with "netx") a network that does not fit one Loihi 2 chip, naming the layer and the limit
     """
     from aolo.hw_profiles import RadioProfile, load_profile
     from aolo.train.actor_export import onnx_model_from_spec
     from aolo.train.run import load_run
     from aolo.train.scenario import get_scenario
 
+    from aolo.runtime.loihi_fit import LoihiLimits, loihi_resources
+
+    from .netx import write_netx
     from .nir_graph import write_nir
     from .quantization import layer_table, policy_effect, report_dict
 
     run = load_run(run_dir)
     spec = run.spec
-    if spec.kind != "snn" and ("lava" in targets or "nir" in targets):
-        raise ValueError(f"{run_dir}: a {spec.kind} actor has no Lava or NIR form; export it --to onnx")
+    if spec.kind != "snn" and any(t in targets for t in SPIKING_TARGETS):
+        raise ValueError(f"{run_dir}: a {spec.kind} actor has no Lava, NIR or netx form; export it --to onnx")
     scenario = get_scenario(run.config.scenario)
     radio = load_profile(scenario.radio_profile, RadioProfile)
     result = ExportResult(bundle=Path(out))
@@ -105,11 +119,23 @@ def export_run(run_dir: str | Path, out: str | Path, targets: Sequence[str] = TA
             t0 = time.perf_counter()
             path = write_nir(spec, tmp / "actor.nir")
             result.export_s["nir"] = time.perf_counter() - t0
-            result.parity.append(check_nir(spec, path, obs[:1000]))
+            result.parity.append(check_nir(spec, path, obs[:N_NIR_OBS]))
+            result.parity.append(check_nir_snntorch(spec, path, obs[:N_NIR_OBS]))
             artefacts["nir"] = path
+        fixed = quantize_actor(spec) if ("lava" in targets or "netx" in targets) else None
+        if fixed is not None:
+            resources = loihi_resources(fixed, LoihiLimits.load())
+            result.loihi_resources = resources.to_dict()
+            if "netx" in targets and not resources.fits:
+                raise ValueError(f"--to netx: the actor does not fit one Loihi 2 chip: {resources.violations[0]}")
+            for line in resources.violations:
+                log(f"warning: {line}")
+            rpath = tmp / "loihi_resources.json"
+            rpath.write_text(json.dumps(result.loihi_resources, indent=1))
+            artefacts["loihi_resources"] = rpath
         if "lava" in targets:
+            assert fixed is not None
             t0 = time.perf_counter()
-            fixed = quantize_actor(spec)
             path = save_fixed_point(fixed, tmp / "lava_fixed.npz")
             fixed = load_fixed_point(spec, path)  # check what the bundle will hold
             result.export_s["lava"] = time.perf_counter() - t0
@@ -123,6 +149,15 @@ def export_run(run_dir: str | Path, out: str | Path, targets: Sequence[str] = TA
             qpath.write_text(json.dumps(result.quantization, indent=1))
             artefacts["quantization_report"] = qpath
             artefacts["lava_fixed"] = path
+        if "netx" in targets:
+            assert fixed is not None
+            t0 = time.perf_counter()
+            path = write_netx(fixed, tmp / "actor_netx.h5")
+            result.export_s["netx"] = time.perf_counter() - t0
+            log(f"running the netx file in lava-dl's netx and aolo's Lava fixed-point network on {n_lava_obs} "
+                "observations ...")
+            result.parity.append(check_netx(spec, fixed, path, obs[:n_lava_obs]))
+            artefacts["netx"] = path
         failed = [p for p in result.parity if not p.passed]
         if failed:
             raise ValueError("parity failed: " + "; ".join(f"{p.target} vs {p.reference}: {p.criterion} "
@@ -144,10 +179,16 @@ def export_run(run_dir: str | Path, out: str | Path, targets: Sequence[str] = TA
 
 def verify_bundle(path: str | Path, n_obs: int = 10_000, n_lava_obs: int = 200, seed: int | None = None,
                   scenario: str | None = None) -> list[ParityResult]:
-    """Recompute every target's parity on fresh observations (torch-free).
+    """Recompute every target's parity on fresh observations.
 
     ONNX Runtime and NIR are compared with the bundle's numpy reference (which export proved equal
-    to the torch actor), Lava float with the reference, Lava fixed with the integer model.
+    to the torch actor), Lava float with the reference, Lava fixed with the integer model, netx with
+    aolo's Lava fixed-point network of the bundle's integers (``lava_fixed``, else the file's own).
+    snnTorch's import of the NIR file is checked where snnTorch and nirtorch are installed; a netx
+    file needs lava-dl (which imports torch). ONNX, NIR and Lava are checked torch-free.
+
+    :raises ModuleNotFoundError: the bundle has a netx file and lava-dl is not installed (the
+        message says what to install)
 
     :param seed: observation seed; default: a fresh one from the clock
     :param scenario: scenario to draw observations from; default: the one the actor was trained on
@@ -166,11 +207,80 @@ def verify_bundle(path: str | Path, n_obs: int = 10_000, n_lava_obs: int = 200, 
         results.append(check_actions("onnx", "numpy reference", onnx_backend.decide, spec.forward, obs))
         onnx_backend.close()
     if "nir" in bundle.targets:
-        results.append(check_nir(spec, bundle.file("nir"), obs[:1000]))
-    if "lava_fixed" in bundle.targets:
+        results.append(check_nir(spec, bundle.file("nir"), obs[:N_NIR_OBS]))
+        if _snntorch_importer_installed():
+            results.append(check_nir_snntorch(spec, bundle.file("nir"), obs[:N_NIR_OBS]))
+    fixed = load_fixed_point(spec, bundle.file("lava_fixed")) if "lava_fixed" in bundle.targets else None
+    if fixed is not None:
         results.append(check_lava_float(spec, obs[:n_lava_obs]))
-        results.extend(check_lava_fixed(spec, load_fixed_point(spec, bundle.file("lava_fixed")), obs[:n_lava_obs]))
+        results.extend(check_lava_fixed(spec, fixed, obs[:n_lava_obs]))
+    if "netx" in bundle.targets:
+        from .netx import read_netx
+
+        path = bundle.file("netx")
+        results.append(check_netx(spec, fixed if fixed is not None else read_netx(spec, path), path, obs[:n_lava_obs]))
     return results
+
+
+def _snntorch_importer_installed() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("snntorch", "nirtorch"))
+
+
+def bundle_loihi_resources(path: str | Path) -> tuple[dict | None, bool | None]:
+    """The resource use of a bundle's fixed-point network on one Loihi 2 chip, recomputed from its
+    integers (``lava_fixed``, else ``netx``), and whether it equals the bundle's own record.
+
+    :return: (``LoihiResources.to_dict()``, recorded one equal) or (None, None) for a bundle with no
+        fixed-point network; the second item is None when the bundle records none
+    """
+    from aolo.runtime.loihi_fit import LoihiLimits, loihi_resources
+
+    bundle = PolicyBundle.load(path)
+    if "lava_fixed" in bundle.targets:
+        fixed = load_fixed_point(bundle.spec, bundle.file("lava_fixed"))
+    elif "netx" in bundle.targets:
+        from .netx import read_netx
+
+        fixed = read_netx(bundle.spec, bundle.file("netx"))
+    else:
+        return None, None
+    now = loihi_resources(fixed, LoihiLimits.load()).to_dict()
+    if "loihi_resources" not in bundle.targets:
+        return now, None
+    with open(bundle.file("loihi_resources"), "rb") as f:
+        data = f.read(MAX_RESOURCES_BYTES + 1)
+    bundle.verify_bytes("loihi_resources", data)  # the bytes read are the ones the manifest lists
+    try:
+        recorded = json.loads(data) if len(data) <= MAX_RESOURCES_BYTES else None
+    except (ValueError, UnicodeDecodeError):
+        recorded = None
+    return now, recorded == now
+
+
+def resources_table(resources: dict, title: str):
+    """A rich table of a network's Loihi 2 resource use (``LoihiResources.to_dict()``)."""
+    from rich.table import Table
+
+    limits = resources["limits"]
+    table = Table(title=title)
+    for col in ("layer", "inputs (fan-in)", "neurons", "synapses", "cores", "neurons/core", "synapses/core",
+                "memory/core", "fan-out", "routes/core", "weight bits", "threshold bits"):
+        table.add_column(col, justify="left" if col == "layer" else "right")
+    for r in resources["layers"]:
+        table.add_row(r["name"], str(r["n_in"]), str(r["neurons"]), str(r["synapses"]), str(r["cores"]),
+                      str(r["neurons_per_core"]), str(r["synapses_per_core"]),
+                      f"{r['memory_per_core_bits'] / 8192:.1f} KiB", str(r["fan_out"]),
+                      str(r["output_axons_per_core"]), str(r["weight_bits"]), str(r["threshold_bits"]))
+    table.add_row("limit", str(limits["input_axons_per_core"]), "", "", str(limits["cores_per_chip"]),
+                  str(limits["neurons_per_core"]), "", f"{limits['memory_per_core_bits'] / 8192:.0f} KiB", "",
+                  str(limits["output_axons_per_core"]), str(limits["weight_bits"]), str(limits["threshold_bits"]),
+                  style="dim")
+    verdict = "[green]fits[/green]" if resources["fits"] else "[red]does not fit[/red]: " + "; ".join(resources["violations"])
+    table.caption = (f"{resources['chip']}: {resources['cores']} of {limits['cores_per_chip']} cores, "
+                     f"{resources['neurons']} neurons, {resources['synapses']} synapses; {verdict}")
+    return table
 
 
 def parity_table(results: Sequence[ParityResult], title: str):

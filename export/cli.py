@@ -1,4 +1,4 @@
-"""``aolo export RUN_DIR --to onnx,lava,nir --out BUNDLE`` and ``aolo verify BUNDLE``."""
+"""``aolo export RUN_DIR --to onnx,lava,nir,netx --out BUNDLE`` and ``aolo verify BUNDLE``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ def register(app: typer.Typer) -> None:
     def export(
         run_dir: Path = typer.Argument(..., help="a run directory written by `aolo train`"),
         to: str = typer.Option("onnx,lava,nir", "--to", help="targets: onnx (GPU/CPU), lava (Loihi 2 float and "
-                                                             "fixed point), nir; lava and nir need an SDRL actor"),
+                                                             "fixed point), nir, netx (lava-dl's Loihi 2 format); "
+                                                             "all but onnx need an SDRL actor"),
         out: Path = typer.Option(..., "--out", help="bundle directory to write"),
         overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing bundle"),
         n_obs: int = typer.Option(10_000, "--n-obs", min=1, help="observations for the ONNX/torch parity checks"),
@@ -34,7 +35,7 @@ def register(app: typer.Typer) -> None:
 
         from aolo.runtime.signing import sign_bundle
 
-        from .bundle_export import export_run, parity_table, parse_targets
+        from .bundle_export import export_run, parity_table, parse_targets, resources_table
 
         console = make_console()
         try:
@@ -42,12 +43,14 @@ def register(app: typer.Typer) -> None:
             result = export_run(run_dir, out, targets, n_onnx_obs=n_obs, n_lava_obs=n_lava_obs, overwrite=overwrite,
                                 log=lambda m: console.print(f"[dim]{m}[/dim]"))
             signer = sign_bundle(result.bundle, sign) if sign is not None else None
-        except (ValueError, OSError) as e:
+        except (ValueError, OSError, ImportError) as e:
             _fail(str(e))
         console.print(parity_table(result.parity, f"export parity: {run_dir}"))
         console.print("export time per target: " + ", ".join(f"{k} {v:.2f} s" for k, v in result.export_s.items()))
         if result.quantization is not None:
             console.print(_quantization_table(result.quantization))
+        if result.loihi_resources is not None:
+            console.print(resources_table(result.loihi_resources, "Loihi 2 resource use"))
         console.print(f"[bold]bundle written to {result.bundle}[/bold]" + (f", signed by key {signer}" if signer else ""))
 
     @app.command("verify")
@@ -64,13 +67,14 @@ def register(app: typer.Typer) -> None:
         from aolo.runtime.bundle import BundleError, PolicyBundle
         from aolo.runtime.signing import load_trusted_keys, verify_signer
 
-        from .bundle_export import parity_table, verify_bundle
+        from .bundle_export import bundle_loihi_resources, parity_table, resources_table, verify_bundle
 
         try:
             loaded = PolicyBundle.load(bundle)
             signer = verify_signer(loaded, load_trusted_keys(trusted_keys)) if trusted_keys is not None else None
             results = verify_bundle(bundle, n_obs=n_obs, n_lava_obs=n_lava_obs, seed=seed)
-        except (BundleError, ValueError, OSError) as e:
+            resources, recorded_equal = bundle_loihi_resources(bundle)
+        except (BundleError, ValueError, OSError, ImportError) as e:
             _fail(str(e))
         if signer:
             note = f"valid, by trusted key {signer}"
@@ -80,7 +84,11 @@ def register(app: typer.Typer) -> None:
             note = "none"
         console().print(f"signature: {note}")
         console().print(parity_table(results, f"verify: {bundle}"))
-        if not all(r.passed for r in results):
+        if resources is not None:
+            record = {None: "the bundle records none", True: "equal to the bundle's record",
+                      False: "[red]differs from the bundle's record[/red]"}[recorded_equal]
+            console().print(resources_table(resources, f"Loihi 2 resource use ({record})"))
+        if not all(r.passed for r in results) or recorded_equal is False:
             raise typer.Exit(1)
 
 

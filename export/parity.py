@@ -138,3 +138,46 @@ def check_nir(spec: ActorSpec, path: Path, obs: np.ndarray) -> ParityResult:
     diff = float(np.max(np.abs(a - b)))
     return ParityResult("nir", "numpy reference", obs.shape[0], diff, agree, "spikes equal after the round trip",
                         agree == 1.0 and diff <= ACTION_TOLERANCE, time.perf_counter() - t0)
+
+
+def check_nir_snntorch(spec: ActorSpec, path: Path, obs: np.ndarray) -> ParityResult:
+    """The NIR file as snnTorch loads it (``snntorch.import_nir.import_from_nir``), run on the host
+    encoder's spikes: every layer's spikes equal the reference's, and the actions after aolo's
+    host decoder within 1e-5."""
+    from aolo.runtime.fixed_point import host_decode_action, host_encode_spikes
+
+    from .nir_graph import read_nir, snntorch_spike_trains
+
+    t0 = time.perf_counter()
+    trains = snntorch_spike_trains(read_nir(path), host_encode_spikes(spec, obs))
+    action = host_decode_action(spec, trains[-1])
+    ref_action, ref_spikes = spec.forward_with_spikes(obs)
+    agree = _spike_agreement(trains, ref_spikes[1:])
+    diff = float(np.max(np.abs(action - ref_action)))
+    return ParityResult("nir_snntorch", "numpy reference", obs.shape[0], diff, agree,
+                        f"spikes equal, max |Δa| <= {ACTION_TOLERANCE:g}", agree == 1.0 and diff <= ACTION_TOLERANCE,
+                        time.perf_counter() - t0)
+
+
+def check_netx(spec: ActorSpec, fixed: FixedPointActor, path: Path, obs: np.ndarray) -> ParityResult:
+    """The netx file loaded by ``netx.hdf5.Network`` and run on ``Loihi2SimCfg`` with the
+    bit-accurate models, against aolo's own Lava fixed-point network of ``fixed``: the file holds
+    ``fixed``'s integers, and spikes and actions are equal."""
+    from aolo.runtime.backends.lava import LavaActorNetwork
+    from aolo.runtime.fixed_point import LAYER_ARRAYS, host_decode_action, host_encode_spikes
+
+    from .netx import read_netx, run_netx
+
+    t0 = time.perf_counter()
+    in_file = read_netx(spec, path)
+    same_integers = all(np.array_equal(getattr(a, name), getattr(b, name)) and a.weight_exp == b.weight_exp
+                        for a, b in zip(in_file.layers, fixed.layers) for name in LAYER_ARRAYS)
+    trains = run_netx(path, spec, host_encode_spikes(spec, obs))
+    action = host_decode_action(spec, trains[-1])
+    with LavaActorNetwork(spec, "fixed", record_hidden=True, fixed_point=fixed) as net:
+        ref_action, ref_spikes = net.decide(obs)
+    agree = _spike_agreement(trains, ref_spikes[1:])
+    diff = float(np.max(np.abs(action - ref_action)))
+    return ParityResult("netx", "aolo Lava fixed-point network", obs.shape[0], diff, agree,
+                        "same integers, spikes and actions equal", same_integers and agree == 1.0 and diff == 0.0,
+                        time.perf_counter() - t0)

@@ -19,7 +19,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Kind = Literal["measured", "simulated", "pre-silicon", "estimate", "derived", "standard"]
+# "specification": a limit the maker publishes for a chip (cores, memory, bit widths)
+Kind = Literal["measured", "simulated", "pre-silicon", "estimate", "derived", "standard", "specification"]
 
 # factor that converts one unit into the base unit of its dimension
 UNIT_FACTORS: dict[str, dict[str, float]] = {
@@ -35,7 +36,7 @@ UNIT_FACTORS: dict[str, dict[str, float]] = {
     "power_spectral_density": {"dBm/Hz": 1.0},
     "count": {"1": 1.0},
     "rate": {"1/s": 1.0},
-    "bits": {"bit": 1.0, "byte": 8.0},
+    "bits": {"bit": 1.0, "byte": 8.0, "KiB": 8192.0},
     "distance": {"m": 1.0, "km": 1e3},
 }
 
@@ -73,7 +74,7 @@ class Quantity(BaseModel):
     value: float = Field(allow_inf_nan=False, description="the number, in `unit`; negative only for dB dimensions")
     unit: str = Field(description="one of the units of the field's dimension (see UNIT_FACTORS)")
     source: str = Field(min_length=3, description="where the number comes from")
-    kind: Kind = Field(description="measured, simulated, pre-silicon, estimate, derived or standard")
+    kind: Kind = Field(description="measured, simulated, pre-silicon, estimate, derived, standard or specification")
     note: str = ""
 
     def to_si(self, dimension: str, field: str = "?") -> float:

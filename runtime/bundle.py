@@ -56,6 +56,7 @@ ACTOR_SPEC_FILE = "actor_spec.json"
 ACTOR_SPEC_TARGET = "actor_spec"
 # Canonical file names for known targets; any other target keeps its source file's name.
 TARGET_FILE_NAMES = {"onnx": "actor.onnx", "nir": "actor.nir", "lava_fixed": "lava_fixed.npz",
+                     "netx": "actor_netx.h5", "loihi_resources": "loihi_resources.json",
                      "observations": "observations.npy"}
 _TARGET_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 _FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # a plain name: no directories, no '..'

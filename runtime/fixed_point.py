@@ -40,10 +40,18 @@ in float, where ``weight_step`` is the float weight of one ``weight_raw`` unit (
 ``vth_raw = round(threshold / (2^6 * state_step)) = round(threshold * 2^(1 + e) / weight_step)``,
 so the integer network runs the float dynamics of ``spec`` up to the rounding of weights,
 decays and thresholds. ``weight_step`` makes the largest weight magnitude use the full int8 range
-(127 or -128); ``e`` is then the largest exponent in [-8, 7] for which neither u nor v can leave
-the 24-bit range during the ``T`` steps of a decision for *any* input spikes, and ``vth_raw`` fits
-its 17 bits. A larger ``e`` gives the state and the threshold finer resolution relative to one
-weight step.
+(127 or -128), and neither u nor v may leave the 24-bit range during the ``T`` steps of a decision
+for *any* input spikes, nor ``vth_raw`` its 17 bits.
+
+The exponent. By default every layer gets ``e = 0`` (``DEFAULT_WEIGHT_EXP``): the Dense output is
+then the exact integer sum of the even weights ``2 * weight_raw``, which is the only Dense that
+lava-dl's netx format can describe (netx's reader derives the exponent from the file's weights,
+``lava.lib.dl.netx.utils.optimize_weight_bits``, so that its Dense always sums the file's integers
+exactly: a shift with ``e > 0`` would need weights beyond its [-256, 254], and the floor of
+``e < 0`` cannot be written at all). Where ``e = 0`` would overflow the state or ``vth_raw``, the
+weight step is doubled (one bit fewer of weight) until it fits. ``weight_exp=None`` instead
+searches [-8, 7] for the largest exponent that fits, which gives the state and the threshold finer
+resolution relative to one weight step, but a network that only Lava (not netx) can load.
 """
 
 from __future__ import annotations
@@ -64,6 +72,7 @@ __all__ = [
     "VTH_RAW_MAX",
     "WEIGHT_EXP_MIN",
     "WEIGHT_EXP_MAX",
+    "DEFAULT_WEIGHT_EXP",
     "decay_frac_to_q12",
     "decay_q12_to_frac",
     "FixedPointLayer",
@@ -103,6 +112,12 @@ MIXED_SIGN_WEIGHT_FACTOR = 2
 """Lava's Dense holds a mixed-sign 8-bit mantissa scaled by 2 (``isMixed()`` in ``w_scale``)."""
 WEIGHT_EXP_MIN, WEIGHT_EXP_MAX = -8, 7
 """Range searched for the per-layer weight exponent (Loihi's signed 4-bit weight exponent)."""
+DEFAULT_WEIGHT_EXP = 0
+"""The exponent every layer gets unless asked otherwise: the one lava-dl's netx format can express
+(see the module docstring), so that the bundle's Lava network and its netx file are one network."""
+MAX_WEIGHT_STEP_DOUBLINGS = 7
+"""With a fixed exponent, how often the weight step may be doubled to keep the state in range
+(after 7 doublings an int8 weight has one bit left)."""
 
 
 # ================================================================================================
@@ -351,46 +366,59 @@ def _state_bound_raw(layer_weight_raw: np.ndarray, weight_exp: int, alpha_fix: n
     return worst
 
 
-def quantize_layer(linear: Linear, lif: CubaLIF, timesteps: int) -> FixedPointLayer:
+def quantize_layer(linear: Linear, lif: CubaLIF, timesteps: int,
+                   weight_exp: int | None = DEFAULT_WEIGHT_EXP) -> FixedPointLayer:
     """Quantise one ``Linear -> CubaLIF`` pair (see the module docstring for the mapping).
 
     :param linear: weight (out, in) float32, no bias
     :param lif: alpha, beta, threshold (out,) float32, thresholds >= 0
     :param timesteps: steps per decision T, for the no-overflow bound
-    :raises ValueError: on a bias, a negative threshold, or when no exponent keeps the state in range
+    :param weight_exp: the Dense exponent to use (default 0, netx-compatible; the weight step is
+        doubled until the state and threshold fit), or None to search [-8, 7] for the largest
+        exponent that fits with the full int8 weight range
+    :raises ValueError: on a bias, a negative threshold, or when nothing keeps the state in range
     """
     if linear.bias is not None:
         raise ValueError("quantize_layer: a spiking Linear must have no bias")
     if np.any(lif.threshold < 0):
         raise ValueError("quantize_layer: Lava's vth is unsigned, thresholds must be >= 0")
+    if weight_exp is not None and not WEIGHT_EXP_MIN <= weight_exp <= WEIGHT_EXP_MAX:
+        raise ValueError(f"quantize_layer: weight_exp {weight_exp} outside [{WEIGHT_EXP_MIN}, {WEIGHT_EXP_MAX}]")
     weight = linear.weight.astype(np.float64)
-    step = _weight_step(weight)
-    weight_raw = np.clip(np.rint(weight / step), WEIGHT_RAW_MIN, WEIGHT_RAW_MAX).astype(np.int8)
     du_q12 = decay_frac_to_q12(1.0 - lif.alpha.astype(np.float64), CURRENT_DECAY_OFFSET_Q12)
     dv_q12 = decay_frac_to_q12(1.0 - lif.beta.astype(np.float64), VOLTAGE_DECAY_OFFSET_Q12)
     alpha_fix = 1.0 - decay_q12_to_frac(du_q12, CURRENT_DECAY_OFFSET_Q12)
     beta_fix = 1.0 - decay_q12_to_frac(dv_q12, VOLTAGE_DECAY_OFFSET_Q12)
     threshold = lif.threshold.astype(np.float64)
-    for weight_exp in range(WEIGHT_EXP_MAX, WEIGHT_EXP_MIN - 1, -1):
-        vth_raw = np.rint(threshold * 2.0 ** (1 + weight_exp) / step)
+    if weight_exp is None:  # the largest exponent first, full weight range
+        candidates = [(e, 0) for e in range(WEIGHT_EXP_MAX, WEIGHT_EXP_MIN - 1, -1)]
+    else:  # the given exponent, the finest weight step first
+        candidates = [(weight_exp, k) for k in range(MAX_WEIGHT_STEP_DOUBLINGS + 1)]
+    for exp, doublings in candidates:
+        step = _weight_step(weight) * 2.0**doublings
+        weight_raw = np.clip(np.rint(weight / step), WEIGHT_RAW_MIN, WEIGHT_RAW_MAX).astype(np.int8)
+        vth_raw = np.rint(threshold * 2.0 ** (1 + exp) / step)
         if vth_raw.max(initial=0) > VTH_RAW_MAX:
             continue
-        if _state_bound_raw(weight_raw, weight_exp, alpha_fix, beta_fix, timesteps) > STATE_MAX_RAW - 1:
+        if _state_bound_raw(weight_raw, exp, alpha_fix, beta_fix, timesteps) > STATE_MAX_RAW - 1:
             continue
-        return FixedPointLayer(weight_raw=weight_raw, weight_exp=weight_exp, du_q12=du_q12, dv_q12=dv_q12,
+        return FixedPointLayer(weight_raw=weight_raw, weight_exp=exp, du_q12=du_q12, dv_q12=dv_q12,
                                vth_raw=vth_raw.astype(np.int32), weight_step=step)
-    raise ValueError("quantize_layer: no weight_exp in [-8, 7] keeps vth within 17 bits and u, v within 24 bits")
+    what = ("no weight_exp in [-8, 7]" if weight_exp is None
+            else f"weight_exp {weight_exp} with up to {MAX_WEIGHT_STEP_DOUBLINGS} doublings of the weight step")
+    raise ValueError(f"quantize_layer: {what} keeps vth within 17 bits and u, v within 24 bits")
 
 
-def quantize_actor(spec: ActorSpec) -> FixedPointActor:
+def quantize_actor(spec: ActorSpec, weight_exp: int | None = DEFAULT_WEIGHT_EXP) -> FixedPointActor:
     """Quantise every spiking layer of an SNN ``spec`` for Lava's bit-accurate (``fixed_pt``) models.
 
     :param spec: kind 'snn'
+    :param weight_exp: see :func:`quantize_layer` (default 0: the network netx can load too)
     :return: the fixed-point actor; its encoder and decoder are ``spec``'s, in float
     """
     if spec.kind != "snn":
         raise ValueError(f"quantize_actor: only spiking actors have a fixed-point form, got kind {spec.kind!r}")
-    layers = [quantize_layer(lin, lif, spec.timesteps) for lin, lif in spec.spiking_layers()]
+    layers = [quantize_layer(lin, lif, spec.timesteps, weight_exp) for lin, lif in spec.spiking_layers()]
     return FixedPointActor(spec=spec, layers=layers)
 
 

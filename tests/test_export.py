@@ -24,7 +24,7 @@ def _tiny_run(tmp_path_factory, algo: str):
 def sdrl_export(tmp_path_factory):
     run_dir = _tiny_run(tmp_path_factory, "sdrl")
     out = tmp_path_factory.mktemp("bundles") / "sdrl"
-    return run_dir, export_run(run_dir, out, ("onnx", "lava", "nir"), n_onnx_obs=10_000, n_lava_obs=200, log=lambda m: None)
+    return run_dir, export_run(run_dir, out, ("onnx", "lava", "nir", "netx"), n_onnx_obs=10_000, n_lava_obs=200, log=lambda m: None)
 
 
 def test_targets_are_parsed_and_checked():
@@ -44,6 +44,10 @@ def test_sdrl_export_passes_every_parity_check(sdrl_export):
     assert by[("lava_fixed", "numpy fixed-point model")].spike_agreement_frac == 1.0
     assert by[("lava_fixed", "float reference")].spike_agreement_frac >= 0.97
     assert by[("nir", "numpy reference")].spike_agreement_frac == 1.0
+    snntorch = by[("nir_snntorch", "numpy reference")]  # the NIR file as snnTorch's importer loads it
+    assert snntorch.spike_agreement_frac == 1.0 and snntorch.max_abs_action_diff <= 1e-5
+    netx = by[("netx", "aolo Lava fixed-point network")]  # lava-dl's netx on Loihi2SimCfg, fixed_pt
+    assert netx.n_obs == 200 and netx.spike_agreement_frac == 1.0 and netx.max_abs_action_diff == 0.0
     assert by[("actor_spec", "torch actor")].max_abs_action_diff <= 1e-5
 
 
@@ -74,7 +78,10 @@ def test_fixed_point_carbon_is_within_2_percent_of_float(sdrl_export):
 def test_bundle_holds_every_target_and_reloads(sdrl_export):
     _, result = sdrl_export
     bundle = PolicyBundle.load(result.bundle)
-    assert {"onnx", "nir", "lava_fixed", "parity", "quantization_report", "actor_spec"} <= set(bundle.targets)
+    assert {"onnx", "nir", "lava_fixed", "netx", "loihi_resources", "parity", "quantization_report",
+            "actor_spec"} <= set(bundle.targets)
+    resources = json.loads(bundle.file("loihi_resources").read_text())
+    assert resources == result.loihi_resources and resources["fits"] and resources["cores"] == 3
     assert bundle.manifest.algo == "sdrl" and bundle.manifest.op_counts["synaptic_ops"] > 0
     fixed = load_fixed_point(bundle.spec, bundle.file("lava_fixed"))
     assert len(fixed.layers) == 3
@@ -85,7 +92,7 @@ def test_bundle_holds_every_target_and_reloads(sdrl_export):
 def test_verify_recomputes_parity_on_fresh_observations(sdrl_export):
     _, result = sdrl_export
     results = verify_bundle(result.bundle, n_obs=2000, n_lava_obs=50, seed=123)
-    assert {r.target for r in results} == {"onnx", "nir", "lava_float", "lava_fixed"}
+    assert {r.target for r in results} == {"onnx", "nir", "nir_snntorch", "lava_float", "lava_fixed", "netx"}
     assert all(r.passed for r in results)
 
 
@@ -105,7 +112,7 @@ def test_verify_fails_on_a_corrupted_artefact(sdrl_export, tmp_path):
 def test_ann_run_exports_to_onnx_and_refuses_lava(tmp_path_factory):
     run_dir = _tiny_run(tmp_path_factory, "sac")
     out = tmp_path_factory.mktemp("bundles") / "sac"
-    with pytest.raises(ValueError, match="no Lava or NIR form"):
+    with pytest.raises(ValueError, match="no Lava, NIR or netx form"):
         export_run(run_dir, out, ("onnx", "lava"), log=lambda m: None)
     result = export_run(run_dir, out, ("onnx",), n_onnx_obs=10_000, log=lambda m: None)
     assert result.passed and PolicyBundle.load(out).manifest.actor_kind == "ann"

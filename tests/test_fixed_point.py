@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from aolo.runtime.actor_spec import (ActorSpec, CubaLIF, Linear, PopulationDecoder, PopulationEncoder, Tanh)
-from aolo.runtime.fixed_point import (CURRENT_DECAY_OFFSET_Q12, VOLTAGE_DECAY_OFFSET_Q12, FixedPointActor,
+from aolo.runtime.fixed_point import (CURRENT_DECAY_OFFSET_Q12, DEFAULT_WEIGHT_EXP, VOLTAGE_DECAY_OFFSET_Q12, FixedPointActor,
                                       FixedPointLayer, decay_frac_to_q12, decay_q12_to_frac,
                                       host_decode_action, host_encode_spikes, quantization_report, quantize_actor,
                                       quantize_layer, threshold_rel_error, weight_rel_rms_error)
@@ -65,11 +65,11 @@ def test_decay_outside_unit_interval_is_rejected():
 
 
 # --- quantisation -------------------------------------------------------------------------------
-def test_hand_worked_layer_quantisation():
+def test_hand_worked_layer_quantisation_with_the_exponent_search():
     # Largest weight 1.0 -> one int8 step is 1/127; 0.5 * 127 = 63.5 rounds (half to even) to 64.
     lin = Linear(np.array([[0.5, -0.25], [0.125, 1.0]]))
     lif = CubaLIF(alpha=np.array([0.5, 0.5]), beta=np.array([0.5, 0.5]), threshold=np.array([1.0, 1.0]))
-    layer = quantize_layer(lin, lif, timesteps=1)
+    layer = quantize_layer(lin, lif, timesteps=1, weight_exp=None)
     np.testing.assert_array_equal(layer.weight_raw, [[64, -32], [16, 127]])
     assert layer.weight_step == pytest.approx(1 / 127)
     # Worst input per step: row 1, 2 * (16 + 127) = 286 << e << 6 must stay < 2^23 -> 2^e <= 458,
@@ -88,9 +88,41 @@ def test_weight_exp_is_the_largest_that_keeps_the_state_in_24_bits():
     # so 2^e <= 8.06 -> e = 3, and vth = 1.0 * 2^4 * 127 = 2032.
     lin = Linear(np.ones((1, 64)))
     lif = CubaLIF(alpha=np.zeros(1), beta=np.zeros(1), threshold=np.ones(1))
-    layer = quantize_layer(lin, lif, timesteps=1)
+    layer = quantize_layer(lin, lif, timesteps=1, weight_exp=None)
     assert layer.weight_exp == 3
     np.testing.assert_array_equal(layer.vth_raw, [2032])
+
+
+def test_default_exponent_is_zero_the_one_netx_can_express():
+    # Same layer as the hand-worked one: e = 0, so vth = rint(1.0 * 2^1 * 127) = 254 and the Dense
+    # output is the plain integer sum of 2 * weight_raw.
+    lin = Linear(np.array([[0.5, -0.25], [0.125, 1.0]]))
+    lif = CubaLIF(alpha=np.array([0.5, 0.5]), beta=np.array([0.5, 0.5]), threshold=np.array([1.0, 1.0]))
+    layer = quantize_layer(lin, lif, timesteps=1)
+    assert layer.weight_exp == DEFAULT_WEIGHT_EXP == 0
+    np.testing.assert_array_equal(layer.weight_raw, [[64, -32], [16, 127]])
+    np.testing.assert_array_equal(layer.vth_raw, [254, 254])
+    np.testing.assert_array_equal(layer.dense_activation(np.array([[1, 1]])), [[128 - 64, 32 + 254]])
+
+
+def test_fixed_exponent_doubles_the_weight_step_until_the_state_fits():
+    # 4,096 inputs of weight 1.0 -> 127 each, Dense 254: all firing gives 4096 * 254 << 6 = 66,584,576
+    # per step, above 2^23 - 1 = 8,388,607. Doubling the step k times gives 127 / 2^k per weight
+    # (rounded half to even): k = 3 -> 16, 4096 * 32 << 6 = 8,388,608, one too many; k = 4 -> 8 fits.
+    lin = Linear(np.ones((1, 4096)))
+    lif = CubaLIF(alpha=np.zeros(1), beta=np.zeros(1), threshold=np.ones(1))
+    layer = quantize_layer(lin, lif, timesteps=1)
+    assert layer.weight_exp == 0
+    assert layer.weight_step == pytest.approx(16 / 127)
+    np.testing.assert_array_equal(np.unique(layer.weight_raw), [8])
+    np.testing.assert_array_equal(layer.vth_raw, [16])  # rint(1.0 * 2 / (16 / 127)) = rint(15.875)
+
+
+def test_exponent_outside_loihis_range_is_refused():
+    lin = Linear(np.ones((1, 2)))
+    lif = CubaLIF(alpha=np.zeros(1), beta=np.zeros(1), threshold=np.ones(1))
+    with pytest.raises(ValueError, match="weight_exp 9"):
+        quantize_layer(lin, lif, timesteps=1, weight_exp=9)
 
 
 def test_weights_use_the_full_int8_range_and_scales_match():
@@ -110,7 +142,7 @@ def test_quantisation_report_values():
     lif = CubaLIF(alpha=np.array([0.8, 0.5]), beta=np.array([0.9, 0.5]), threshold=np.array([1.0, 0.3]))
     spec = ActorSpec("snn", 1, 1, [PopulationEncoder(np.zeros((1, 2)), np.ones((1, 2))), lin, lif,
                                    PopulationDecoder(np.ones((1, 2)), np.zeros(1)), Tanh()], timesteps=1)
-    fixed = quantize_actor(spec)
+    fixed = quantize_actor(spec, weight_exp=None)
     layer = fixed.layers[0]
     # Hand-worked weight error: W*127 = [63.5, -31.75, 15.875, 127] -> [64, -32, 16, 127].
     diff = np.array([64 / 127 - 0.5, -32 / 127 + 0.25, 16 / 127 - 0.125, 0.0])
@@ -133,9 +165,12 @@ def test_quantisation_report_values():
 
 
 def test_random_actor_quantisation_is_close_and_overflow_free():
-    for r in quantization_report(quantize_actor(random_spiking_spec())):
+    spec = random_spiking_spec()
+    fixed = quantize_actor(spec)
+    for r, layer in zip(quantization_report(fixed), fixed.layers):
         assert r.weight_rel_rms_frac < 0.02
-        assert r.threshold_max_rel_frac < 1e-3
+        # e = 0: the threshold is a whole number of vth steps, off by at most half of one
+        assert r.threshold_max_rel_frac <= 0.5 / layer.vth_raw.min() + 1e-12
         assert r.alpha_max_abs_error <= 0.5 / 4096 + 1e-7
         assert r.beta_max_abs_error <= 0.5 / 4096 + 1e-7
         assert r.state_headroom_frac <= 1.0

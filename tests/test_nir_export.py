@@ -62,3 +62,87 @@ def test_ann_actor_is_refused():
     ann = ActorSpec(kind="ann", obs_dim=2, act_dim=2, nodes=[Linear(weight=np.ones((2, 2))), Tanh()])
     with pytest.raises(ValueError, match="spiking"):
         spec_to_nir(ann)
+
+
+# --- what other tools load: snnTorch's own importer on a bundle's NIR file --------------------------
+@pytest.fixture(scope="module")
+def nir_bundle(tmp_path_factory):
+    """A bundle with a NIR file and the scenario observations export records (``observations.npy``)."""
+    from aolo.export.parity import scenario_observations
+    from aolo.hw_profiles import RadioProfile, load_profile
+    from aolo.runtime.bundle import ActionSpec, PolicyBundle, write_bundle
+    from aolo.runtime.policy_io import OBS_DIM
+
+    spec = random_snn(seed=6, obs_dim=OBS_DIM, pop=5, hidden=(24, 16), act_dim=2, pop_out=5)
+    tmp = tmp_path_factory.mktemp("nir")
+    np.save(tmp / "observations.npy", scenario_observations("tiny", 256, seed=31))
+    out = write_bundle(tmp / "bundle", spec, {"nir": write_nir(spec, tmp / "actor.nir"),
+                                              "observations": tmp / "observations.npy"},
+                       algo="sdrl", action=ActionSpec.from_radio_profile(load_profile("macro", RadioProfile)))
+    return PolicyBundle.load(out)
+
+
+def test_snntorch_import_from_nir_reproduces_the_bundles_spikes_and_actions(nir_bundle):
+    from aolo.export.nir_graph import snntorch_spike_trains
+    from aolo.runtime.fixed_point import host_decode_action, host_encode_spikes
+
+    spec = nir_bundle.spec
+    obs = np.load(nir_bundle.file("observations"))
+    ref_action, ref_spikes = spec.forward_with_spikes(obs)
+    trains = snntorch_spike_trains(read_nir(nir_bundle.file("nir")), host_encode_spikes(spec, obs))
+    assert len(trains) == len(ref_spikes) - 1
+    for k, (got, want) in enumerate(zip(trains, ref_spikes[1:])):
+        np.testing.assert_array_equal(got, want, err_msg=f"layer {k}")
+        assert got.mean() > 0.01, f"layer {k} does not spike"  # a comparison of silent layers proves nothing
+    np.testing.assert_allclose(host_decode_action(spec, trains[-1]), ref_action, atol=1e-5, rtol=0)
+
+
+def test_snntorch_builds_synaptic_layers_with_the_specs_decays_and_thresholds(nir_bundle):
+    import snntorch
+    from snntorch.import_nir import import_from_nir
+
+    module = import_from_nir(read_nir(nir_bundle.file("nir")))
+    lifs = [m for m in module.modules() if isinstance(m, snntorch.Synaptic)]
+    assert len(lifs) == len(nir_bundle.spec.spiking_layers())
+    for lif, (_, ref) in zip(lifs, nir_bundle.spec.spiking_layers()):
+        assert np.float32(lif.alpha.item()) == ref.alpha[0] and np.float32(lif.beta.item()) == ref.beta[0]
+        assert np.float32(lif.threshold.item()) == ref.threshold[0]
+
+
+def test_a_1_ms_graph_is_refused_by_snntorch_but_still_read_by_aolo(tmp_path):
+    """Why the step is 1e-4 s: snnTorch's importer fixes dt = 1e-4 and asserts r == tau_mem / dt."""
+    from snntorch.import_nir import import_from_nir
+
+    spec = random_snn(7)
+    with pytest.raises(AssertionError, match="r not supported in CubaLIF"):
+        import_from_nir(spec_to_nir(spec, dt_s=1e-3))
+    old = nir_to_spec(read_nir(write_nir(spec, tmp_path / "old.nir", dt_s=1e-3)))
+    obs = np.random.default_rng(1).normal(0, 0.7, (100, spec.obs_dim)).astype(np.float32)
+    for x, y in zip(old.forward_with_spikes(obs)[1], spec.forward_with_spikes(obs)[1]):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_graph_metadata_describes_the_host_side_encoder_and_decoder(nir_bundle):
+    md = read_nir(nir_bundle.file("nir")).metadata
+    assert float(np.asarray(md["dt_s"])) == 1e-4
+    for key in ("host_encoder", "host_decoder"):
+        text = md[key].decode() if isinstance(md[key], bytes) else str(md[key])
+        assert text.startswith("host-side")
+    assert np.asarray(md["encoder_mean"]).shape == nir_bundle.spec.nodes[0].mean.shape
+
+
+@pytest.mark.parametrize("kind", ["external_link", "soft_link", "external_storage"])
+def test_nir_file_that_reaches_outside_itself_is_refused(tmp_path, kind):
+    import h5py
+
+    path = write_nir(random_snn(8), tmp_path / "actor.nir")
+    (tmp_path / "secret.bin").write_bytes(b"\0" * 64)
+    with h5py.File(path, "a") as f:
+        if kind == "external_link":
+            f["node/linear_0/extra"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/x")
+        elif kind == "soft_link":
+            f["node/linear_0/extra"] = h5py.SoftLink("/node/linear_0/weight")
+        else:
+            f.create_dataset("node/linear_0/extra", shape=(8,), dtype="f8", external=[(str(tmp_path / "secret.bin"), 0, 64)])
+    with pytest.raises(ValueError, match=r"actor.nir: .*'/node/linear_0/extra'"):
+        read_nir(path)
