@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import socket
 import threading
 from typing import Iterator
@@ -57,11 +58,31 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _Stop(Exception):
+    pass
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise _Stop(signum)
+
+
 def run(app: FastAPI, settings: GatewaySettings, sock: socket.socket) -> None:
     """Serve until SIGTERM or SIGINT (uvicorn's handlers: stop accepting, let requests in flight
-    finish within the grace period, run the lifespan's shutdown: upstream client, backend, ledger)."""
+    finish within the grace period, run the lifespan's shutdown: upstream client, backend, ledger),
+    then return. Must run in the main thread.
+
+    uvicorn re-raises the signal once it has shut down, to whatever handler was there before it;
+    the handler installed here turns that into a return, so the caller can say it stopped and exit 0.
+    """
     server = uvicorn.Server(uvicorn_config(app, settings))
-    server.run(sockets=[sock])
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.run(sockets=[sock])
+    except _Stop:
+        pass
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 @contextlib.contextmanager
