@@ -190,7 +190,7 @@ async def _refuse(scope: Scope, send: Send, status: int, message: str) -> None:
                                              "code": None}}
     else:
         payload = {"error": message, "field": field}
-    data = json.dumps(payload).encode()
+    data = json.dumps(payload, separators=(",", ":")).encode()
     # the unread rest of the body would desynchronise the connection: close it after the answer
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
