@@ -101,7 +101,7 @@ def aolo_summary(row: LedgerRow) -> dict[str, Any]:
             "embodied_gpu": {"g": row.embodied_gpu_g, "kind": "modelled"},
             "embodied_bs": {"g": row.embodied_bs_g, "kind": "modelled"},
         },
-        "quality": row.quality, "quality_source": row.quality_source,
+        "quality": row.quality, "quality_source": row.quality_source, "upstream_latency_s": row.upstream_latency_s,
     }
 
 
