@@ -80,8 +80,13 @@ run_until_signalled(server, on_ready=lambda s: print('aolo serve: listening on h
 WRK_SCRIPT = """
 local counter = 0
 local tag = "x"
+local n_threads = 0
+function setup(thread)
+  n_threads = n_threads + 1
+  thread:set("tid", n_threads)
+end
 function init(args)
-  tag = args[1] .. "-" .. tostring(math.random(1, 1000000000))
+  tag = args[1] .. "-" .. tostring(tid)
 end
 request = function()
   counter = counter + 1

@@ -34,6 +34,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -56,6 +57,7 @@ __all__ = [
 SCHEMA_VERSION = 2  # 2: the pending table and the provenance columns (served_via ... upstream_latency_s)
 TABLE = "requests"
 PENDING_TABLE = "pending"
+LAZY_FLUSH_S = 0.005  # longest a pending decision waits in the queue for others to share its commit, s
 
 
 class LedgerError(RuntimeError):
@@ -224,6 +226,7 @@ class LedgerWrite:
     kind: str
     payload: Any
     durable: bool
+    queued_at: float = field(default_factory=time.monotonic)
     done: threading.Event = field(default_factory=threading.Event)
     error: Optional[LedgerError] = None
     _callbacks: list[Callable[["LedgerWrite"], None]] = field(default_factory=list)
@@ -282,6 +285,7 @@ class Ledger:
             self._conn = self._connect()
             self._init_schema(self._conn)
             self._read = self._connect()
+            self._lookup = self._connect()  # primary-key lookups only (find_recorded): never behind a long read
         except sqlite3.DatabaseError as e:
             self._close_connections()
             raise LedgerError(f"{self.path}: cannot open the ledger: {e}") from None
@@ -293,8 +297,10 @@ class Ledger:
             raise
         self._synchronous = "FULL"
         self._read_lock = threading.Lock()
+        self._lookup_lock = threading.Lock()
         self._write_lock = threading.Lock()  # the write connection: writer thread, pragma(), close()
         self._queue: list[LedgerWrite] = []
+        self._durable_queued = 0
         self._cv = threading.Condition()
         self._closing = False
         self.commits = 0  # transactions committed (writes / commits = mean group size)
@@ -356,7 +362,10 @@ class Ledger:
             if self._closing:
                 raise LedgerError(f"{self.path}: the ledger is closed")
             self._queue.append(write)
-            self._cv.notify()
+            if write.durable:
+                self._durable_queued += 1
+            if len(self._queue) == 1 or write.durable or len(self._queue) >= self._max_group:
+                self._cv.notify()  # a lazy write alone starts the writer's LAZY_FLUSH_S clock
         return write
 
     def record(self, row: LedgerRow) -> None:
@@ -383,13 +392,25 @@ class Ledger:
         self.submit("quality", (request_id, quality, source)).wait()
 
     def _write_loop(self) -> None:
+        """Commit what is queued: at once when a durable write (a row, feedback) waits or a group
+        is full; pending decisions alone wait up to LAZY_FLUSH_S for company, so that a stream of
+        decides costs one thread wake-up per few milliseconds, not one per decide."""
         while True:
             with self._cv:
-                while not self._queue and not self._closing:
-                    self._cv.wait()
-                if not self._queue:  # closing and drained
-                    return
+                while True:
+                    if not self._queue:
+                        if self._closing:
+                            return
+                        self._cv.wait()
+                        continue
+                    if self._closing or self._durable_queued or len(self._queue) >= self._max_group:
+                        break
+                    left = self._queue[0].queued_at + LAZY_FLUSH_S - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cv.wait(left)
                 group, self._queue = self._queue[:self._max_group], self._queue[self._max_group:]
+                self._durable_queued -= sum(w.durable for w in group)
             with self._write_lock:
                 self._commit(group)
 
@@ -465,6 +486,20 @@ class Ledger:
         finally:
             for w in group:
                 w._finish()
+
+    def find_recorded(self, request_ids: Sequence[str]) -> Optional[str]:
+        """The first of ``request_ids`` already in the ledger, or None (primary-key lookups on a
+        connection of their own: microseconds, and WAL readers never wait for the writer)."""
+        with self._lookup_lock:
+            if self._lookup is None:
+                raise LedgerError(f"{self.path}: the ledger is closed")
+            for i in range(0, len(request_ids), 500):
+                chunk = list(request_ids[i:i + 500])
+                hit = self._lookup.execute(f"SELECT request_id FROM {TABLE} WHERE request_id IN "
+                                           f"({','.join('?' * len(chunk))}) LIMIT 1", chunk).fetchone()
+                if hit is not None:
+                    return str(hit[0])
+        return None
 
     def load_pending(self, now_utc: datetime) -> list[PendingRecord]:
         """Pending decisions not yet expired at ``now_utc``, oldest expiry first."""
@@ -558,7 +593,7 @@ class Ledger:
             self._closing = True
             self._cv.notify_all()
         self._writer.join()
-        with self._write_lock, self._read_lock:
+        with self._write_lock, self._read_lock, self._lookup_lock:
             try:
                 if self._conn is not None:
                     self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -568,7 +603,7 @@ class Ledger:
                 self._close_connections()
 
     def _close_connections(self) -> None:
-        for attr in ("_read", "_conn"):
+        for attr in ("_lookup", "_read", "_conn"):
             conn = getattr(self, attr, None)
             if conn is not None:
                 conn.close()

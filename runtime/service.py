@@ -450,10 +450,16 @@ class PolicyService:
             self.ledger.submit("expire", cutoff)  # nobody waits on it
 
     def decide_begin(self, telemetry: Sequence[Telemetry]) -> tuple[list[Decision], LedgerWrite]:
-        """Decide a batch and queue its pending decisions for the ledger; the caller waits on the
-        write (in a thread or on an event loop), then calls :meth:`decide_settle`.
+        """Decide a batch and queue its pending decisions for the ledger file.
 
-        :raises ServiceError: a request_id repeated in the batch or already waiting for its outcome
+        The caller may answer at once: the decisions are already waiting in memory, and the
+        writer commits them (``synchronous=NORMAL``) within a commit group, milliseconds later; a
+        process killed in between loses them (their outcomes then get 404 and the client decides
+        again), a graceful stop never does (the ledger drains its queue on close). Waiting on the
+        returned write makes the decide durable against a kill.
+
+        :raises ServiceError: a request_id repeated in the batch, waiting for its outcome, or
+            already in the ledger
         :raises PendingFullError: ``max_pending`` decisions are already waiting
         """
         batch = list(telemetry)
@@ -462,9 +468,13 @@ class PolicyService:
         expires = format_utc(now_dt + self.pending_ttl)
         pendings = [_Pending(decision=d, telemetry=t, ci_g_per_kwh=ci, ci_norm=norm, decided_utc=now, expires_utc=expires)
                     for d, t, (ci, norm) in zip(decisions, batch, used)]
+        ids = [d.request_id for d in decisions]
+        recorded = self.ledger.find_recorded(ids)
+        if recorded is not None:
+            raise ServiceError(f"request_id {recorded!r} is already in the ledger {self.ledger.path}", "request_id")
         with self._lock:
             self._expire_locked(now_dt)
-            clash = [p.decision.request_id for p in pendings if p.decision.request_id in self._pending]
+            clash = [i for i in ids if i in self._pending]
             if clash:
                 raise ServiceError(f"request_id {clash[0]!r}: already decided and waiting for its outcome",
                                    "request_id")
@@ -477,26 +487,16 @@ class PolicyService:
                 self._pending[p.decision.request_id] = p
             write = self.ledger.submit("pending", [PendingRecord(p.decision.request_id, p.expires_utc,
                                                                  p.model_dump_json()) for p in pendings])
+        write.add_done_callback(self._after_pending)
         return decisions, write
 
-    def decide_settle(self, decisions: Sequence[Decision], write: LedgerWrite) -> None:
-        """After the pending write: on failure forget the decisions and raise.
-
-        :raises ServiceError: an id already in the ledger (field request_id)
-        :raises LedgerError: the ledger could not write
-        """
-        if write.error is None:
-            return
-        with self._lock:
-            for d in decisions:
-                self._pending.pop(d.request_id, None)
-        if isinstance(write.error, DuplicateRequestError):
-            raise ServiceError(str(write.error), "request_id") from None
-        raise write.error
+    @staticmethod
+    def _after_pending(write: LedgerWrite) -> None:
+        if write.error is not None:  # the decisions still serve from memory; a restart would lose them
+            log.error("pending decisions not kept in the ledger file: %s", write.error)
 
     def decide(self, telemetry: Telemetry | Sequence[Telemetry]) -> Decision | list[Decision]:
-        """Decide one request or a batch (one backend call for the whole batch); returns once the
-        pending decisions are in the ledger file.
+        """Decide one request or a batch (one backend call for the whole batch).
 
         :param telemetry: one :class:`Telemetry` or a sequence of them
         :return: one :class:`Decision`, or a list in the batch's order
@@ -508,9 +508,7 @@ class PolicyService:
         batch = [telemetry] if single else list(telemetry)  # type: ignore[list-item]
         if not batch:
             return []
-        decisions, write = self.decide_begin(batch)
-        write.done.wait()
-        self.decide_settle(decisions, write)
+        decisions, _ = self.decide_begin(batch)
         return decisions[0] if single else decisions
 
     def decide_served(self, telemetry: Telemetry) -> Served:

@@ -118,7 +118,7 @@ def new_token(name: str, scopes: tuple[str, ...]) -> tuple[str, str]:
     return token, table
 
 
-def require_scopes(security_scopes: SecurityScopes, request: Request) -> Optional[TokenEntry]:
+async def require_scopes(security_scopes: SecurityScopes, request: Request) -> Optional[TokenEntry]:
     """The ``Security`` dependency of every guarded route: the request's token must carry every
     scope the route names. Returns the token's entry (None when the app has no tokens file).
 

@@ -7,8 +7,9 @@ decision and report the outcome.
     POST /v1/outcome   (report)  one Outcome object                                      -> the committed ledger row
     POST /v1/feedback  (report)  {"request_id", "quality"}                               -> the row's new quality
 
-A decide is answered once its pending decisions are in the ledger file (``synchronous=NORMAL``:
-they survive the process being killed); an outcome once its row is committed with ``FULL``.
+A decide is answered as soon as its decisions wait in memory; the ledger's writer puts them in the
+file within its next commit (see :meth:`PolicyService.decide_begin`). An outcome is answered once
+its row is committed with ``synchronous=FULL``.
 """
 
 from __future__ import annotations
@@ -117,22 +118,14 @@ async def decide(request: Request) -> Response:
     t0 = time.perf_counter()
     try:
         if gw.backend_inline:  # onnx, reference: ~0.1 ms in process
-            decisions, write = gw.service.decide_begin(batch)
+            decisions, _ = gw.service.decide_begin(batch)
         else:  # Lava: milliseconds, and not thread-safe (the service serialises it)
-            decisions, write = await asyncio.to_thread(gw.service.decide_begin, batch)
+            decisions, _ = await asyncio.to_thread(gw.service.decide_begin, batch)
     except PendingFullError as e:
         gw.metrics.pending_refused.inc(len(batch))
         raise APIError(429, str(e), e.field, headers={"Retry-After": "1"}) from None
     except ServiceError as e:
         raise APIError(409, str(e), e.field) from None
-    await committed(write)
-    try:
-        gw.service.decide_settle(decisions, write)
-    except ServiceError as e:
-        raise APIError(409, str(e), e.field) from None
-    except LedgerError as e:
-        log.error("ledger write failed: %s", e)
-        raise APIError(503, f"ledger: {e}") from None
     gw.metrics.count_decisions(len(decisions), sum(d.fallback for d in decisions),
                                sum(d.actor_energy_j for d in decisions), time.perf_counter() - t0)
     if single:
