@@ -20,7 +20,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-__all__ = ["DEMO_PROMPTS", "GatewayDemoResult", "constant_bundle", "run_gateway_demo", "gateway_demo_markdown"]
+__all__ = ["DEMO_PROMPTS", "GatewayDemoResult", "constant_bundle", "gateway_stage", "gateway_demo_markdown",
+           "run_gateway_demo"]
 
 # (task class, prompt): four per class, in the style of the class's benchmark
 DEMO_PROMPTS: tuple[tuple[str, str], ...] = (
@@ -109,13 +110,14 @@ def _chat(url: str, model: str, task_class: str, prompt: str, max_tokens: int) -
 
 
 def run_gateway_demo(bundle: Path, out_dir: Path, backend: str = "onnx", max_tokens: int = 96,
-                     log: Optional[Callable[[str], None]] = None) -> GatewayDemoResult:
+                     n_prompts: int = len(DEMO_PROMPTS), log: Optional[Callable[[str], None]] = None) -> GatewayDemoResult:
     """Start SmolLM2 on llama.cpp, put a gateway serving ``bundle`` in front, send the demo prompts,
     then the same through an always-L0 gateway.
 
     :param bundle: the trained policy bundle
     :param out_dir: where the two ledgers go
     :param max_tokens: the clients' cap on each answer (keeps the stage short on 2 cores)
+    :param n_prompts: how many prompts, taken round-robin over the classes
     :raises aolo.llm_server.LLMServerUnavailable: llama-cpp-python or the model is not installed
     """
     from aolo.runtime.gateway import GatewaySettings, create_app
@@ -125,6 +127,9 @@ def run_gateway_demo(bundle: Path, out_dir: Path, backend: str = "onnx", max_tok
 
     say = log or (lambda m: None)
     t0 = time.perf_counter()
+    classes = sorted({c for c, _ in DEMO_PROMPTS})
+    by_class = [[p for p in DEMO_PROMPTS if p[0] == c] for c in classes]
+    prompts = [by_class[i % len(classes)][i // len(classes)] for i in range(min(n_prompts, len(DEMO_PROMPTS)))]
     out_dir.mkdir(parents=True, exist_ok=True)
     base_bundle = constant_bundle(out_dir / "bundle_always_l0", level_index=0, power_frac=1.0)
     results: dict[str, list[dict[str, Any]]] = {}
@@ -141,7 +146,7 @@ def run_gateway_demo(bundle: Path, out_dir: Path, backend: str = "onnx", max_tok
                 url = f"http://127.0.0.1:{port}"
                 with ThreadPoolExecutor(2) as pool:  # llama.cpp answers one at a time; two keep it busy
                     results[name] = list(pool.map(lambda cp: _chat(url, llm.model, cp[0], cp[1], max_tokens),
-                                                  DEMO_PROMPTS))
+                                                  prompts))
                 with urllib.request.urlopen(f"{url}/v1/carbon", timeout=30) as r:
                     totals[name] = json.loads(r.read())["total_g"]
             say(f"{name}: {len(results[name])} answers, ledger total {totals[name]:.5f} g")
@@ -189,3 +194,19 @@ def gateway_demo_markdown(r: GatewayDemoResult) -> list[str]:
         f"(the sum returned to clients: {pol_g:.5f} g).",
         "\n".join(per_class),
     ]
+
+
+def gateway_stage(report: Any, bundle: Path, out_dir: Path, console: Any, n_prompts: int = len(DEMO_PROMPTS),
+                  max_tokens: int = 96) -> float:
+    """The pipeline's gateway stage: run it, print and add its section to ``report``; returns its
+    wall time, s.
+
+    :param n_prompts: how many of :data:`DEMO_PROMPTS` (taken round-robin over the classes)
+    """
+    result = run_gateway_demo(bundle, out_dir / "gateway", max_tokens=max_tokens, n_prompts=n_prompts,
+                              log=lambda m: console.print(f"[dim]{m}[/dim]"))
+    parts = gateway_demo_markdown(result)
+    for part in parts:
+        console.print(part, markup=False, highlight=False)
+    report.add("The gateway in front of a real LLM", *parts)
+    return result.wall_s
