@@ -7,6 +7,7 @@ tokens/s on one thread.
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import threading
@@ -343,3 +344,65 @@ def test_without_an_upstream_the_proxy_routes_answer_503(bundles, tmp_path):
     with running_gateway(bundles["L1"], tmp_path / "l.db") as s:
         status, data = Client(s.port).post("/v1/chat/completions", chat())
         assert status == 503 and data["error"]["code"] == "no_upstream"
+
+
+def test_kill_9_under_chat_load_loses_no_acknowledged_row(bundles, llm, tmp_path):
+    """``aolo serve --upstream`` in its own process, four clients chatting; SIGKILL mid-load: every
+    answer a client received (its ledger row was committed before the answer ended) is in the file."""
+    import os
+    import signal
+    import sqlite3
+
+    from test_ledger_durability import _start_server
+
+    db = tmp_path / "ledger.db"
+    proc, port = _start_server(bundles["L2"], db, "--upstream", llm.url)
+    acked: list[str] = []
+    lock, stop = threading.Lock(), threading.Event()
+
+    def load(t: int) -> None:
+        c = Client(port, timeout_s=30)
+        i = 0
+        while not stop.is_set():
+            i += 1
+            try:
+                status, answer, _ = c.request("POST", "/v1/chat/completions", chat(f"Say {t}-{i}.", max_tokens=2,
+                                                                                 stream=i % 2 == 0))
+            except (OSError, http.client.HTTPException, ValueError):
+                return  # the server is gone
+            if status != 200:
+                continue
+            if isinstance(answer, str):  # a stream: acknowledged only if it ended with [DONE]
+                events = sse_events(answer)
+                if events and events[-1] == "[DONE]":
+                    with lock:
+                        acked.append(events[-2]["aolo"]["request_id"])
+            else:
+                with lock:
+                    acked.append(answer["aolo"]["request_id"])
+
+    threads = [threading.Thread(target=load, args=(t,), daemon=True) for t in range(4)]
+    try:
+        for th in threads:
+            th.start()
+        deadline = time.monotonic() + 120
+        while len(acked) < 12 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(acked) >= 12, "the load did not get going"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        stop.set()
+        for th in threads:
+            th.join(30)
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+        proc.stderr.close()
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        stored = {r[0] for r in conn.execute("SELECT request_id FROM requests WHERE served_via = 'proxy'")}
+    finally:
+        conn.close()
+    assert not set(acked) - stored, f"acknowledged answers missing from the ledger: {sorted(set(acked) - stored)[:3]}"

@@ -258,3 +258,20 @@ def test_an_outcome_after_a_restart_is_accepted(bundle_path, tmp_path):
     with running_gateway(bundle_path, db) as s:
         status, row = Client(s.port).post("/v1/outcome", outcome("across"))
         assert status == 200 and row["request_id"] == "across"
+
+
+def test_binding_beyond_loopback_without_tokens_warns(bundle_path, tmp_path):
+    import signal
+
+    from test_ledger_durability import _start_server
+
+    proc, port = _start_server(bundle_path, tmp_path / "l.db", "--host", "0.0.0.0")
+    try:
+        assert Client(port).get("/healthz")[0] == 200
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert "binding 0.0.0.0 without --tokens: every route is open" in err

@@ -227,11 +227,11 @@ def test_duplicates_inside_one_commit_group_fail_only_themselves(ledger):
 # ---------------------------------------------------------------------------------------------
 
 
-def _start_server(bundle: Path, db: Path) -> tuple[subprocess.Popen, int]:
+def _start_server(bundle: Path, db: Path, *extra: str) -> tuple[subprocess.Popen, int]:
     """``aolo serve`` in a subprocess on an ephemeral port; returns the process and its port."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "aolo", "serve", str(bundle), "--backend", "reference",
-                             "--port", "0", "--ledger", str(db)], cwd=REPO, env=env,
+                             "--port", "0", "--ledger", str(db), *extra], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
