@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from typing import Any, AsyncIterator, Literal, Optional
 
@@ -65,10 +66,15 @@ class ChatRequest(BaseModel):
 
     model: Optional[str] = Field(None, max_length=256)
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
-    max_tokens: Optional[int] = Field(None, ge=1, le=MAX_TOKENS_BOUND)
-    max_completion_tokens: Optional[int] = Field(None, ge=1, le=MAX_TOKENS_BOUND)
-    n: Optional[int] = Field(None, ge=1, le=1)  # one answer per request: one decision, one ledger row
+    stream: bool = Field(False, strict=True)
+    stream_options: Optional[dict[str, Any]] = None
+    max_tokens: Optional[int] = Field(None, ge=1, le=MAX_TOKENS_BOUND, strict=True)
+    max_completion_tokens: Optional[int] = Field(None, ge=1, le=MAX_TOKENS_BOUND, strict=True)
+    n: Optional[int] = Field(None, ge=1, le=1, strict=True)  # one answer per request: one decision, one row
+    temperature: Optional[float] = Field(None, ge=0, le=2)
+    top_p: Optional[float] = Field(None, ge=0, le=1)
+    presence_penalty: Optional[float] = Field(None, ge=-2, le=2)
+    frequency_penalty: Optional[float] = Field(None, ge=-2, le=2)
     metadata: Optional[dict[str, str | int | float]] = Field(None, max_length=64)
 
 
@@ -123,6 +129,12 @@ async def _decide(request: Request) -> tuple[Any, dict[str, Any], Served]:
     if not isinstance(data, dict):
         raise APIError(422, "(root): must be a JSON object", "(root)")
     try:
+        bad = _non_finite(data)
+    except RecursionError:
+        raise APIError(400, "body: nested too deeply", "body") from None
+    if bad is not None:
+        raise APIError(422, f"{bad}: must be a finite number (NaN and Infinity are not accepted)", bad)
+    try:
         req = ChatRequest.model_validate(data)
     except ValidationError as e:
         field, message = validation_message(e.errors()[0])
@@ -154,6 +166,24 @@ async def _decide(request: Request) -> tuple[Any, dict[str, Any], Served]:
             body.pop("metadata")
     body = apply_directive(body, gw.settings.directives.level(d.level))
     return gw, body, served
+
+
+def _non_finite(obj: Any, path: str = "") -> Optional[str]:
+    """The path of the first NaN or infinite number anywhere in a JSON value (fields the gateway
+    forwards without reading them included), or None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return path or "(root)"
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            found = _non_finite(v, f"{path}.{k}" if path else str(k))
+            if found:
+                return found
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            found = _non_finite(v, f"{path}[{i}]")
+            if found:
+                return found
+    return None
 
 
 async def _bill(gw: Any, served: Served, prompt_tokens: int, output_tokens: int, source: str, payload_bytes: int,
