@@ -333,7 +333,7 @@ class PolicyService:
         self._lock = threading.Lock()  # pending map, quality window, counters
         self._backend_lock = None if backend.thread_safe else threading.Lock()
         self._ci_lo, self._ci_hi = trailing_minmax(grid.ci_g_per_kwh)  # per hour, for ci_norm
-        self.fallback_count = 0
+        self.fallback_count = 0  # backend calls that failed, wholly or for some rows
         self.refused_pending_count = 0
         self._last_prune = time.monotonic()
         for rec in ledger.load_pending(datetime.now(timezone.utc)):
@@ -397,43 +397,58 @@ class PolicyService:
         return obs, list(zip(inputs["ci_g_per_kwh"], inputs["ci_norm"]))
 
     def _run_backend(self, obs: np.ndarray) -> np.ndarray:
+        """The backend's actions, (n, 2); rows that are not finite are the caller's to replace.
+
+        :raises ValueError: a result of the wrong shape
+        """
         if self._backend_lock is None:
             action = self.backend.decide(obs)
         else:
             with self._backend_lock:
                 action = self.backend.decide(obs)
         action = np.asarray(action)
-        if action.shape != (obs.shape[0], 2) or not np.all(np.isfinite(action)):
+        if action.shape != (obs.shape[0], 2):
             raise ValueError(f"backend {self.backend.name!r} returned {action.dtype} {action.shape}, "
                              f"expected finite ({obs.shape[0]}, 2)")
         return action
 
     def _decisions(self, batch: list[Telemetry]) -> tuple[list[Decision], list[tuple[float, float]], str]:
-        """Run the policy on a batch: decisions, (ci, ci_norm) used, and the decision time."""
+        """Run the policy on a batch: decisions, (ci, ci_norm) used, and the decision time.
+
+        A backend that raises makes the safe policy answer the whole batch; a backend whose
+        action is not finite for some rows (an overflow on extreme inputs) makes it answer those
+        rows only, so requests decided together never fall back for one another.
+        """
         ids = [t.request_id for t in batch]
         if len(set(ids)) != len(ids):
             raise ServiceError("request_id: repeated within the batch", "request_id")
         obs, used = self.observe(batch)
-        fallback = False
+        n = len(batch)
+        energy_j = float(self.backend.energy_per_decision_j or 0.0)
         try:
             action = self._run_backend(obs)
-            level, power = action_to_decision(action, self.action_p_min_w, self.action_p_max_w)
+            bad = ~np.all(np.isfinite(action), axis=1)
+            level, power = action_to_decision(np.where(bad[:, None], 0.0, action), self.action_p_min_w,
+                                              self.action_p_max_w)
             power = np.clip(power, self.p_min_w, self.p_max_w)
-            energy_j = float(self.backend.energy_per_decision_j or 0.0)
         except Exception:
-            log.exception("backend %r failed on a batch of %d; the safe policy answers", self.backend.name, len(batch))
-            fallback = True
-            level = np.full(len(batch), self.safe_policy.level_index)
-            power = np.full(len(batch), self.safe_power_w)
-            energy_j = 0.0  # the safe policy is a constant: no actor decision happened
-        if fallback:
+            log.exception("backend %r failed on a batch of %d; the safe policy answers", self.backend.name, n)
+            bad = np.ones(n, dtype=bool)
+            level, power = np.zeros(n, dtype=np.int64), np.zeros(n)
+        if bad.any():
+            if not bad.all():
+                log.error("backend %r returned non-finite actions for %d of %d requests; the safe policy answers "
+                          "those", self.backend.name, int(bad.sum()), n)
+            level = np.where(bad, self.safe_policy.level_index, level)
+            power = np.where(bad, self.safe_power_w, power)
             with self._lock:
                 self.fallback_count += 1
         decisions = [
+            # the safe policy is a constant: no actor decision happened, no actor energy
             Decision(request_id=t.request_id, level=LEVELS[int(lv)], level_index=int(lv), tx_power_w=float(p),
-                     actor_energy_j=energy_j, backend=self.backend.name, precision=self.backend.precision,
-                     fallback=fallback)
-            for t, lv, p in zip(batch, level, power)
+                     actor_energy_j=0.0 if fb else energy_j, backend=self.backend.name,
+                     precision=self.backend.precision, fallback=bool(fb))
+            for t, lv, p, fb in zip(batch, level, power, bad)
         ]
         return decisions, used, format_utc(datetime.now(timezone.utc))
 

@@ -430,3 +430,46 @@ def test_serve_command_with_a_damaged_bundle_prints_one_line_naming_the_file_and
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {path / 'actor_spec.json'}: size mismatch"), lines
     assert not (tmp_path / "l.db").exists()
+
+
+def test_concurrent_decides_share_backend_calls_and_match_one_at_a_time(bundle_path, tmp_path):
+    """Decides that arrive together are batched into one backend call (DecideBatcher); their
+    decisions equal those of the same telemetry decided alone."""
+    import asyncio
+
+    import httpx
+
+    bodies = [telemetry(f"m{i}", gain_db=-70.0 - 3 * i, task_class=["math", "alpaca", "mmlu"][i % 3],
+                        prompt_tokens=20 + 40 * i) for i in range(24)]
+    with running_gateway(bundle_path, tmp_path / "a.db") as s:
+        alone = [Client(s.port).post("/v1/decide", b)[1] for b in bodies]
+        calls_alone = s.gateway.batcher.calls
+
+    async def together(port: int) -> list[dict]:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}",
+                                     limits=httpx.Limits(max_connections=24)) as c:
+            answers = await asyncio.gather(*(c.post("/v1/decide", json=b) for b in bodies))
+        return [a.json() for a in answers]
+
+    with running_gateway(bundle_path, tmp_path / "b.db") as s:
+        batched = asyncio.run(together(s.port))
+        calls_together = s.gateway.batcher.calls
+    assert calls_alone == len(bodies) and calls_together < len(bodies)
+    for a, b in zip(alone, batched):
+        assert (a["request_id"], a["level"]) == (b["request_id"], b["level"])
+        assert a["tx_power_w"] == pytest.approx(b["tx_power_w"], abs=1e-4)
+
+
+def test_a_clash_in_a_shared_batch_fails_only_its_own_request(server):
+    import asyncio
+
+    import httpx
+
+    async def go() -> list[int]:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as c:
+            answers = await asyncio.gather(*(c.post("/v1/decide", json=telemetry(rid))
+                                             for rid in ("u1", "u2", "same", "same", "u3")))
+        return [a.status_code for a in answers]
+
+    codes = asyncio.run(go())
+    assert sorted(codes) == [200] * 4 + [409]

@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry
 from ..service import PolicyService
 from ..sprout_tables import class_deadline_s
 from .auth import TokenStore, load_tokens
+from .batching import DecideBatcher
 from .errors import install_error_handlers
 from .limits import BodyLimitMiddleware
 from .metrics import GatewayMetrics
@@ -65,6 +66,7 @@ class Gateway:
     telemetry_defaults: dict[str, Any]
     class_deadlines_s: dict[str, float]
     backend_inline: bool
+    batcher: DecideBatcher
     actor_hardware: Optional[str] = None
     started: float = field(default_factory=time.monotonic)
 
@@ -149,7 +151,7 @@ def create_app(settings: GatewaySettings, service: Optional[PolicyService] = Non
         # onnx and reference decide in ~0.1 ms in process: inline; Lava (not thread-safe, ms) in a thread
         gw = Gateway(settings=settings, service=svc, metrics=metrics, client=client,
                      telemetry_defaults=_telemetry_defaults(settings, svc), class_deadlines_s=class_deadline_s(),
-                     backend_inline=bool(svc.backend.thread_safe), actor_hardware=hardware)
+                     backend_inline=bool(svc.backend.thread_safe), batcher=DecideBatcher(svc), actor_hardware=hardware)
         app.state.gateway = gw
         if on_ready is not None:
             on_ready(gw)
