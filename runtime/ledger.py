@@ -57,7 +57,7 @@ __all__ = [
 SCHEMA_VERSION = 2  # 2: the pending table and the provenance columns (served_via ... upstream_latency_s)
 TABLE = "requests"
 PENDING_TABLE = "pending"
-LAZY_FLUSH_S = 0.005  # longest a pending decision waits in the queue for others to share its commit, s
+LAZY_FLUSH_S = 0.05  # longest a pending decision waits in the queue before its commit, s
 
 
 class LedgerError(RuntimeError):
@@ -364,8 +364,8 @@ class Ledger:
             self._queue.append(write)
             if write.durable:
                 self._durable_queued += 1
-            if len(self._queue) == 1 or write.durable or len(self._queue) >= self._max_group:
-                self._cv.notify()  # a lazy write alone starts the writer's LAZY_FLUSH_S clock
+            if write.durable or len(self._queue) >= self._max_group:
+                self._cv.notify()  # lazy writes wait for the writer's next poll
         return write
 
     def record(self, row: LedgerRow) -> None:
@@ -393,20 +393,18 @@ class Ledger:
 
     def _write_loop(self) -> None:
         """Commit what is queued: at once when a durable write (a row, feedback) waits or a group
-        is full; pending decisions alone wait up to LAZY_FLUSH_S for company, so that a stream of
-        decides costs one thread wake-up per few milliseconds, not one per decide."""
+        is full; pending decisions alone are committed every LAZY_FLUSH_S, so that a stream of
+        decides costs the event loop no thread wake-up per decide (the writer polls the queue at
+        that period; a lazy submit does not wake it)."""
         while True:
             with self._cv:
                 while True:
-                    if not self._queue:
-                        if self._closing:
-                            return
-                        self._cv.wait()
-                        continue
-                    if self._closing or self._durable_queued or len(self._queue) >= self._max_group:
+                    if not self._queue and self._closing:
+                        return
+                    if self._queue and (self._closing or self._durable_queued or len(self._queue) >= self._max_group):
                         break
-                    left = self._queue[0].queued_at + LAZY_FLUSH_S - time.monotonic()
-                    if left <= 0:
+                    left = (self._queue[0].queued_at + LAZY_FLUSH_S - time.monotonic()) if self._queue else LAZY_FLUSH_S
+                    if self._queue and left <= 0:
                         break
                     self._cv.wait(left)
                 group, self._queue = self._queue[:self._max_group], self._queue[self._max_group:]

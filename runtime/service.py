@@ -468,8 +468,8 @@ class PolicyService:
         """Decide a batch and queue its pending decisions for the ledger file.
 
         The caller may answer at once: the decisions are already waiting in memory, and the
-        writer commits them (``synchronous=NORMAL``) within a commit group, milliseconds later; a
-        process killed in between loses them (their outcomes then get 404 and the client decides
+        writer commits them (``synchronous=NORMAL``) at its next poll, at most
+        ``ledger.LAZY_FLUSH_S`` (50 ms) later; a process killed in between loses them (their outcomes then get 404 and the client decides
         again), a graceful stop never does (the ledger drains its queue on close). Waiting on the
         returned write makes the decide durable against a kill.
 

@@ -109,8 +109,10 @@ def test_a_streamed_answer_ends_with_its_carbon_before_done(l2_gateway):
     streamed = "".join((c["choices"][0]["delta"].get("content") or "") for c in events[:-2] if c["choices"])
     assert streamed and not any("usage" in e for e in events[:-2] if isinstance(e, dict) and not e["choices"])
     row = l2_gateway.service.ledger.get("streamed-1")
-    assert row.output_tokens_source == "usage" and row.total_g == final["aolo"]["carbon_g"]
-    assert resp.getheader("X-Aolo-Level") == "L2"
+    assert row.total_g == final["aolo"]["carbon_g"] and resp.getheader("X-Aolo-Level") == "L2"
+    # llama-cpp-python's server sends no usage on streams, even asked: the gateway counts content chunks
+    content_chunks = sum(1 for c in events[:-2] if c["choices"] and c["choices"][0]["delta"].get("content"))
+    assert (row.output_tokens_source, row.output_tokens) == ("counted_chunks", content_chunks)
 
 
 def test_the_ledger_total_equals_the_sum_returned_to_clients(bundles, llm, tmp_path):

@@ -44,6 +44,7 @@ def uvicorn_config(app: FastAPI, settings: GatewaySettings) -> uvicorn.Config:
         timeout_keep_alive=max(1, round(settings.keepalive_timeout_s)),
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)),
         h11_max_incomplete_event_size=MAX_HEADER_BYTES, access_log=False, server_header=False,
+        proxy_headers=False,  # X-Forwarded-* are not trusted: nothing here uses the client's address
         log_level="warning", log_config=None)
 
 
