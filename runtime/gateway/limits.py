@@ -8,9 +8,7 @@ uvicorn nor Starlette offers them:
 
 * :func:`header_timeout_protocol`: a subclass of uvicorn's HTTP protocol that closes a connection
   whose request headers have not all arrived ``header_timeout_s`` after it opened (or
-  ``keepalive_timeout_s`` after the previous response) - slowloris. It also hands uvicorn a
-  transport that gathers the writes of one event-loop iteration into one (uvicorn writes a
-  response's headers and its body separately: two send() calls per answer, where one will do);
+  ``keepalive_timeout_s`` after the previous response) - slowloris;
 * :class:`BodyLimitMiddleware`: an ASGI middleware that reads the request body before the app
   sees it, refusing a declared or actual size over ``max_body_bytes`` (413) and a body that has
   not fully arrived ``body_timeout_s`` after the headers (408; a Content-Length longer than the
@@ -21,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from typing import Any, Awaitable, Callable, Optional
 
 from .metrics import GatewayMetrics
@@ -61,10 +58,7 @@ def header_timeout_protocol(base: type, header_timeout_s: float, keepalive_timeo
             self._aolo_timer = self.loop.call_later(delay_s, fire)
 
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
-            if os.environ.get("AOLO_NO_COALESCE"):
-                super().connection_made(transport)
-            else:
-                super().connection_made(_CoalescingTransport(transport, self.loop))
+            super().connection_made(transport)
             self._aolo_arm(header_timeout_s)
 
         def connection_lost(self, exc: Optional[Exception]) -> None:
@@ -80,37 +74,6 @@ def header_timeout_protocol(base: type, header_timeout_s: float, keepalive_timeo
 
     HeaderTimeoutProtocol.__name__ = f"HeaderTimeout{base.__name__}"
     return HeaderTimeoutProtocol
-
-
-class _CoalescingTransport:
-    """A transport whose writes in one loop iteration leave in one ``write`` at the iteration's end.
-
-    :param transport: the connection's transport (everything else is delegated to it)
-    :param loop: the event loop
-    """
-
-    def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport, self._loop = transport, loop
-        self._buffer: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        if not self._buffer:
-            self._loop.call_soon(self._flush)
-        self._buffer.append(data)
-
-    def _flush(self) -> None:
-        if self._buffer:
-            data = b"".join(self._buffer)
-            self._buffer.clear()
-            if not self._transport.is_closing():
-                self._transport.write(data)
-
-    def close(self) -> None:
-        self._flush()
-        self._transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
 
 
 class BodyLimitMiddleware:

@@ -117,9 +117,7 @@ async def decide(request: Request) -> Response:
     batch, single = _batch(parse_json(await request.body()), gw.settings.max_batch)
     t0 = time.perf_counter()
     try:
-        if gw.backend_inline and __import__("os").environ.get("AOLO_NO_BATCH"):
-            decisions = gw.service.decide_begin(batch)[0]
-        elif gw.backend_inline:  # onnx, reference: ~0.1 ms in process, batched with concurrent decides
+        if gw.backend_inline:  # onnx, reference: ~0.1 ms in process, batched with concurrent decides
             decisions = await gw.batcher.decide(batch)
         else:  # Lava: milliseconds, and not thread-safe (the service serialises it)
             decisions, _ = await asyncio.to_thread(gw.service.decide_begin, batch)
