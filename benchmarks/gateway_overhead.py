@@ -14,7 +14,9 @@ the sidecar decide path under a load generator beside the old stdlib server, in 
    keep-alive connections, 2 threads) against the gateway and against the old ``http.server``-based
    server, checked out from git history (the commit before it was removed) into a temporary folder
    and run with the service and ledger of that commit; both in their own process, on the same
-   256 x 256 ANN actor on ONNX Runtime (``runtime_latency.ann_spec``), alternated twice.
+   256 x 256 ANN actor on ONNX Runtime (``runtime_latency.ann_spec``), alternated twice. Beside
+   decisions/s, each server's CPU time per decision (user + system, from /proc): on a machine
+   shared with other work, a steadier measure of cost than the rate.
 
 ``wrk`` comes from Debian's packages: ``make install`` installs it (``apt-get install -y wrk``);
 without it this script uses a Python load generator (http.client threads) and says so.
@@ -155,6 +157,15 @@ def start_old_server(tree: Path, bundle: Path, ledger: Path) -> tuple[subprocess
     return proc, _wait_listening(proc, "the old server")
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU time of a process so far, s (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
@@ -237,8 +248,11 @@ def bench_sidecar(root: Path, connections: int, duration_s: float, rounds: int) 
                 warm = min(2.0, duration_s / 4)
                 (wrk_load(port, connections, warm, tag + "w", script) if have_wrk
                  else python_load(port, connections, warm, tag + "w"))
-                runs[name].append(wrk_load(port, connections, duration_s, tag, script) if have_wrk
-                                  else python_load(port, connections, duration_s, tag))
+                c0 = cpu_s(proc.pid)
+                run = (wrk_load(port, connections, duration_s, tag, script) if have_wrk
+                       else python_load(port, connections, duration_s, tag))
+                run["server_cpu_us_per_decision"] = 1e6 * (cpu_s(proc.pid) - c0) / (run["decisions_per_s"] * duration_s)
+                runs[name].append(run)
             finally:
                 stop(proc)
     out: dict[str, Any] = {"connections": connections, "duration_s": duration_s, "rounds": rounds, "runs": runs}
@@ -247,6 +261,7 @@ def bench_sidecar(root: Path, connections: int, duration_s: float, rounds: int) 
             out[name] = {"decisions_per_s": float(np.median([x["decisions_per_s"] for x in rs])),
                          "p50_ms": float(np.median([x["p50_ms"] for x in rs])),
                          "p99_ms": float(np.median([x["p99_ms"] for x in rs])),
+                         "server_cpu_us_per_decision": float(np.median([x["server_cpu_us_per_decision"] for x in rs])),
                          "errors": sum(x["errors"] for x in rs), "load_generator": rs[0]["load_generator"]}
     if runs["old server"]:
         out["speedup"] = out["gateway"]["decisions_per_s"] / out["old server"]["decisions_per_s"]
@@ -366,12 +381,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     s = results["sidecar"]
     t = Table(title=f"sidecar POST /v1/decide, {s['connections']} connections, {s['duration_s']:g} s x {s['rounds']} "
                     f"round(s) each, ONNX 256x256 ANN ({s['gateway']['load_generator']})")
-    for col in ("server", "decisions/s", "p50 (ms)", "p99 (ms)", "non-2xx"):
+    for col in ("server", "decisions/s", "p50 (ms)", "p99 (ms)", "server CPU (us/decision)", "non-2xx"):
         t.add_column(col, justify="left" if col == "server" else "right")
     for name in ("old server", "gateway"):
         if name in s:
             r = s[name]
-            t.add_row(name, f"{r['decisions_per_s']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", str(r["errors"]))
+            t.add_row(name, f"{r['decisions_per_s']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
+                      f"{r['server_cpu_us_per_decision']:.0f}", str(r["errors"]))
     console.print(t)
     if "speedup" in s:
         console.print(f"gateway / old server: {s['speedup']:.2f}x decisions/s (target >= {SIDECAR_SPEEDUP_TARGET:g}x), "
