@@ -144,9 +144,8 @@ async def _decide(request: Request) -> tuple[Any, dict[str, Any], Served]:
     messages = [m.model_dump(exclude_none=False) for m in req.messages]
     tel = chat_telemetry(request.headers, req.metadata, gw.telemetry_defaults, gw.class_deadlines_s,
                          estimate_prompt_tokens(messages))
-    if request.headers.get("X-Aolo-Request-Id") or (req.metadata or {}).get("aolo_request_id"):
-        if await asyncio.to_thread(gw.service.ledger.get, tel.request_id) is not None:
-            raise APIError(409, f"request_id {tel.request_id!r} is already in the ledger", "request_id")
+    if gw.service.ledger.find_recorded([tel.request_id]) is not None:  # a primary-key lookup: microseconds
+        raise APIError(409, f"request_id {tel.request_id!r} is already in the ledger", "request_id")
     t0 = time.perf_counter()
     try:
         if gw.backend_inline:
