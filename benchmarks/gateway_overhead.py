@@ -189,7 +189,9 @@ def wrk_load(port: int, connections: int, duration_s: float, tag: str, script: P
     out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{max(1, round(duration_s))}s", "--latency", "-s",
                           str(script), f"http://127.0.0.1:{port}", "--", tag],
                          capture_output=True, text=True, timeout=duration_s + 60, check=True).stdout
-    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    lat = dict(re.findall(r"^\s*(50|99)(?:\.0+)?%\s+([\d.]+[a-z]+)", out, re.M))
+    if "50" not in lat or "99" not in lat:
+        raise RuntimeError(f"cannot read wrk's latency distribution from:\n{out}")
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {"decisions_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
             "p50_ms": _ms(lat["50"]), "p99_ms": _ms(lat["99"]), "errors": int(errors.group(1)) if errors else 0,
@@ -299,6 +301,7 @@ def bench_proxy(root: Path, prompts: list[str], max_tokens: int, clients: int, r
                 for port, prefix in targets.values():
                     _post_chat(port, prefix, p, max_tokens, llm.model)
             direct, through, own, same_tokens = [], [], [], 0
+            cpu0 = cpu_s(proc.pid)
             for _ in range(rounds):
                 for p in prompts:
                     wd, ad = _post_chat(*targets["direct"], p, max_tokens, llm.model)
@@ -307,6 +310,7 @@ def bench_proxy(root: Path, prompts: list[str], max_tokens: int, clients: int, r
                     through.append(wg)
                     own.append(wg - ag["aolo"]["upstream_latency_s"])
                     same_tokens += ad["usage"]["completion_tokens"] == ag["usage"]["completion_tokens"]
+            gateway_cpu_ms = 1e3 * (cpu_s(proc.pid) - cpu0) / len(through)
             rates: dict[str, list[float]] = {"direct": [], "gateway": []}
             for _ in range(rounds):
                 for name, (port, prefix) in targets.items():
@@ -326,6 +330,7 @@ def bench_proxy(root: Path, prompts: list[str], max_tokens: int, clients: int, r
         "added_paired_p99_ms": float(np.percentile(paired_ms, 99)),
         "added_own_p50_ms": float(np.percentile(own_ms, 50)), "added_own_p99_ms": float(np.percentile(own_ms, 99)),
         "same_output_tokens_frac": same_tokens / len(direct),
+        "gateway_cpu_ms_per_request": gateway_cpu_ms,
         "direct_requests_per_s": float(np.mean(rates["direct"])),
         "gateway_requests_per_s": float(np.mean(rates["gateway"])),
         "throughput_ratio": float(np.sum(rates["gateway"]) / np.sum(rates["direct"])),
@@ -346,24 +351,38 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--rounds", type=int, default=2, help="rounds of each measurement (alternating direct/gateway)")
     ap.add_argument("--connections", type=int, default=8, help="load generator connections for the decide path")
     ap.add_argument("--duration-s", type=float, default=10.0, help="load generator run per server and round, s")
+    ap.add_argument("--only", choices=("proxy", "sidecar"), default=None, help="run one of the two measurements")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args(argv)
     if args.smoke:
         args.prompts, args.max_tokens, args.rounds, args.duration_s, args.clients = 3, 4, 1, 2.0, 2
 
     from rich.console import Console
-    from rich.table import Table
 
     console = Console(width=150)
     prompts = [p for _, p in DEMO_PROMPTS][:args.prompts]
     results: dict[str, Any] = {"cpu_count": os.cpu_count(), "smoke": args.smoke,
                                "loadavg_at_start": os.getloadavg()}
     with tempfile.TemporaryDirectory() as d:
-        results["sidecar"] = bench_sidecar(Path(d), args.connections, args.duration_s, args.rounds)
-        results["proxy"] = bench_proxy(Path(d), prompts, args.max_tokens, args.clients, args.rounds)
+        if args.only != "proxy":
+            results["sidecar"] = bench_sidecar(Path(d), args.connections, args.duration_s, args.rounds)
+        if args.only != "sidecar":
+            results["proxy"] = bench_proxy(Path(d), prompts, args.max_tokens, args.clients, args.rounds)
     results["loadavg_at_end"] = os.getloadavg()
 
-    p = results["proxy"]
+    if "proxy" in results:
+        _proxy_table(console, results["proxy"])
+    if "sidecar" in results:
+        _sidecar_table(console, results["sidecar"])
+    console.print(f"load average at start {results['loadavg_at_start']}, at end {results['loadavg_at_end']}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=1))
+    return results
+
+
+def _proxy_table(console: Any, p: dict[str, Any]) -> None:
+    from rich.table import Table
+
     t = Table(title=f"proxy: {p['prompts']} prompts x {p['rounds']} rounds, max_tokens {p['max_tokens']}, "
                     f"SmolLM2-135M on llama.cpp (1 thread)")
     for col in ("measure", "value", "target"):
@@ -376,9 +395,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t.add_row(f"throughput, {p['clients']} clients: direct / gateway",
               f"{p['direct_requests_per_s']:.2f} / {p['gateway_requests_per_s']:.2f} req/s "
               f"({100 * p['throughput_ratio']:.1f}%)", f">= {100 * THROUGHPUT_TARGET:.0f}%")
+    t.add_row("gateway CPU time per request (user + system)", f"{p['gateway_cpu_ms_per_request']:.2f} ms",
+              "(its added latency on an idle core)")
     t.add_row("same output tokens direct and through the gateway", f"{100 * p['same_output_tokens_frac']:.0f}%", "")
     console.print(t)
-    s = results["sidecar"]
+
+
+def _sidecar_table(console: Any, s: dict[str, Any]) -> None:
+    from rich.table import Table
+
     t = Table(title=f"sidecar POST /v1/decide, {s['connections']} connections, {s['duration_s']:g} s x {s['rounds']} "
                     f"round(s) each, ONNX 256x256 ANN ({s['gateway']['load_generator']})")
     for col in ("server", "decisions/s", "p50 (ms)", "p99 (ms)", "server CPU (us/decision)", "non-2xx"):
@@ -394,10 +419,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       f"gateway p99 {s['gateway']['p99_ms']:.2f} ms (target <= {SIDECAR_P99_TARGET_MS:g} ms)")
     else:
         console.print("old server: not measured (not a git checkout)")
-    console.print(f"load average at start {results['loadavg_at_start']}, at end {results['loadavg_at_end']}")
-    if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=1))
-    return results
 
 
 if __name__ == "__main__":
