@@ -40,6 +40,10 @@ class PipelineConfig:
     """Base stations of the replayed day."""
     n_lava_obs: int = 200
     """Observations through each Lava network at export."""
+    gateway_prompts: int = 24
+    """Prompts (of aolo.gateway_demo.DEMO_PROMPTS) sent through the gateway in front of SmolLM2."""
+    gateway_max_tokens: int = 96
+    """The gateway stage's clients' max_tokens per answer."""
     shared_data: Path | None = None
     """Sprout data folder (…/shared/data/sprout): adds a trace-replay evaluation and the Sprout reproduction."""
     title: str = "aolo demo"
@@ -211,6 +215,10 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
         report.add("Trace replay", table_to_markdown(t))
     else:
         stage("7/7 trace replay skipped (no shared data given)")
+
+    stage("the gateway in front of a real LLM (SmolLM2 on llama.cpp)")
+    from aolo.gateway_demo import gateway_stage
+    timings["gateway"] = gateway_stage(report, bundles["sdrl"], out, console, cfg.gateway_prompts, cfg.gateway_max_tokens)
     timings["total"] = time.perf_counter() - t_start
 
     path = out / "report.md"

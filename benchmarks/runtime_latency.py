@@ -214,20 +214,12 @@ def bench_service(bundle_path: Path, n: int) -> dict[str, Any]:
 
 SERVER_CODE = """
 import sys
-from pathlib import Path
-from aolo.hw_profiles import DEFAULT_GRID_ZONE, DEFAULT_RADIO_PROFILE, DEFAULT_SERVER_PROFILE, LLMServerProfile, RadioProfile, load_profile
-from aolo.runtime.backends import make_backend
-from aolo.runtime.bundle import PolicyBundle
-from aolo.runtime.grid import load_grid
-from aolo.runtime.ledger import Ledger
-from aolo.runtime.server import ServerSettings, make_server, run_until_signalled
-from aolo.runtime.service import PolicyService
-bundle = PolicyBundle.load(sys.argv[1])
-svc = PolicyService(bundle, make_backend(sys.argv[3], bundle), Ledger(sys.argv[2]),
-                    load_profile(DEFAULT_SERVER_PROFILE, LLMServerProfile), load_profile(DEFAULT_RADIO_PROFILE, RadioProfile),
-                    load_grid(DEFAULT_GRID_ZONE))
-server = make_server(svc, ServerSettings(port=0))
-run_until_signalled(server, on_ready=lambda s: print(s.port, 'torch' in sys.modules, flush=True))
+from aolo.runtime.gateway import GatewaySettings, create_app
+from aolo.runtime.gateway.serve import bind, run
+settings = GatewaySettings(bundle=sys.argv[1], ledger=sys.argv[2], backend=sys.argv[3], port=0)
+sock = bind('127.0.0.1', 0)
+app = create_app(settings, on_ready=lambda gw: print(sock.getsockname()[1], 'torch' in sys.modules, flush=True))
+run(app, settings, sock)
 """
 
 

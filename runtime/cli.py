@@ -90,13 +90,13 @@ def _register_carbon(app: typer.Typer) -> None:
                                             help="prompt length, tokens"),
         server: str = typer.Option(DEFAULT_SERVER_PROFILE, "--server", help="LLM server profile"),
         radio: str = typer.Option(DEFAULT_RADIO_PROFILE, "--radio", help="radio profile (macro, micro, pico)"),
-        tx_power_w: Optional[float] = typer.Option(None, "--tx-power-w", min=0, max=limits.TX_POWER_W_MAX,
+        tx_power_w: Optional[float] = typer.Option(None, "--tx-power-w", min=0, max=limits.INPUT_BOUNDS["tx_power_w"][1],
                                                    help="downlink power, W", show_default="P_max"),
         distance_m: float = typer.Option(300.0, "--distance-m", min=1.0, max=limits.DISTANCE_M_MAX,
                                          help="BS-user distance, m"),
         zone: str = typer.Option(DEFAULT_GRID_ZONE, "--zone", help="grid zone (embedded) or Electricity Maps CSV"),
         hour_utc: int = typer.Option(18, "--hour-utc", min=0, help="hour of the trace, UTC (18 = Texas noon, CST)"),
-        sessions: float = typer.Option(10.0, "--sessions", min=1.0, max=limits.ACTIVE_SESSIONS_MAX,
+        sessions: float = typer.Option(10.0, "--sessions", min=1.0, max=limits.INPUT_BOUNDS["active_sessions"][1],
                                        help="active sessions sharing the BS static power"),
         actor_energy_j: float = typer.Option(0.0, "--actor-energy-j", min=0, max=limits.ACTOR_ENERGY_J_MAX,
                                              help="the policy's decision energy, J"),
@@ -290,16 +290,37 @@ def _register_serve(app: typer.Typer) -> None:
     @app.command("serve")
     def serve(
         bundle: Path = typer.Argument(..., metavar="BUNDLE", help="policy bundle directory (aolo export)"),
+        upstream: Optional[str] = typer.Option(
+            None, "--upstream", metavar="URL",
+            help="OpenAI-compatible LLM server to forward chat requests to, e.g. http://127.0.0.1:8000/v1 "
+                 "(llama.cpp, vLLM, Ollama); without it only the sidecar routes serve"),
+        tokens: Optional[Path] = typer.Option(
+            None, "--tokens", metavar="FILE.toml",
+            help="bearer tokens and their scopes (serve, report, read); make one with `aolo token`. "
+                 "Without it every route is open"),
+        directives: Optional[Path] = typer.Option(
+            None, "--directives", metavar="FILE.toml",
+            help="directive wording, placement and max_tokens per level ([L1], [L2] tables)",
+            show_default="L1 'Answer briefly, in a few sentences.' cap 300, L2 'Answer very briefly, in one "
+                         "sentence.' cap 220, appended to the last user turn"),
         backend: str = typer.Option("onnx", "--backend", help="onnx, reference or lava"),
         precision: Precision = typer.Option(Precision.float, "--precision", help="float, or fixed (lava only)"),
         host: str = typer.Option("127.0.0.1", "--host", help="interface to bind"),
         port: int = typer.Option(8080, "--port", min=0, max=65535, help="TCP port; 0 picks a free one"),
         ledger: Path = typer.Option(Path("aolo-ledger.db"), "--ledger", metavar="PATH.db",
-                                    help="SQLite carbon ledger, created if absent"),
+                                    help="SQLite carbon ledger, created (mode 0600) if absent"),
         radio: str = typer.Option(DEFAULT_RADIO_PROFILE, "--radio", help="radio profile (macro, micro, pico)"),
         server: str = typer.Option(DEFAULT_SERVER_PROFILE, "--server", help="LLM server profile"),
         grid: str = typer.Option(DEFAULT_GRID_ZONE, "--grid", help="grid zone (embedded) or Electricity Maps CSV"),
+        upstream_timeout_s: float = typer.Option(300.0, "--upstream-timeout-s", min=0.001,
+                                                 help="longest wait for the upstream's next bytes, s"),
         max_body_bytes: int = typer.Option(1 << 20, "--max-body-bytes", min=1, help="largest request body, bytes"),
+        limit_concurrency: int = typer.Option(1024, "--limit-concurrency", min=1,
+                                              help="most connections and requests at once (503 beyond)"),
+        max_pending: int = typer.Option(100_000, "--max-pending", min=1,
+                                        help="most decisions waiting for their outcome (429 beyond)"),
+        pending_ttl_s: float = typer.Option(3600.0, "--pending-ttl-s", min=0.001,
+                                            help="how long a decision waits for its outcome, s"),
         actor_hardware: Optional[str] = typer.Option(
             None, "--actor-hardware", help="hardware the ledger charges the actor's energy for",
             show_default="lava -> loihi2, onnx/reference -> server-cpu"),
@@ -308,66 +329,107 @@ def _register_serve(app: typer.Typer) -> None:
             help="folder of *.pub keys: serve only a bundle signed by one of them", show_default="unsigned bundles serve"),
         verbose: bool = typer.Option(False, "--verbose", help="log every request; tracebacks on errors"),
     ) -> None:
-        """Serve a policy bundle over HTTP: POST /v1/decide, /v1/outcome; GET /v1/carbon, /healthz, /metrics.
+        """Serve a policy bundle: an OpenAI-compatible, carbon-aware gateway (POST /v1/chat/completions,
+        GET /v1/models, with --upstream) and the sidecar routes (POST /v1/decide, /v1/outcome,
+        /v1/feedback; GET /v1/carbon, /metrics, /healthz).
 
         Before it listens, the backend replays the bundle's recorded observations and must match
-        the bundle's reference actions, else serve refuses to start. Every recorded outcome is
-        committed to the ledger before it is acknowledged. SIGTERM or SIGINT drains requests in
-        flight, then closes the backend and the ledger.
+        the bundle's reference actions, else serve refuses to start. Every served request is
+        committed to the ledger before it is acknowledged. SIGTERM or SIGINT lets requests in
+        flight finish, then closes the backend and the ledger. The upstream key, if it needs one,
+        is read from $AOLO_UPSTREAM_API_KEY.
 
-        Example: aolo serve runs/bundle --backend onnx --port 8080 --ledger carbon.db
+        Example: aolo serve runs/bundle --upstream http://127.0.0.1:8000/v1 --tokens tokens.toml --ledger carbon.db
         """
         import logging
+        import os
+        import sys
 
-        from aolo.hw_profiles import LLMServerProfile, ProfileError, RadioProfile, load_profile
+        from pydantic import ValidationError
 
-        from .backends import BackendError, check_against_recorded, make_backend
-        from .bundle import BundleError, PolicyBundle
-        from .energy import charge_actor_energy
-        from .grid import load_grid
-        from .ledger import Ledger, LedgerError
-        from .server import ServerSettings, make_server, run_until_signalled
-        from .service import PolicyService, ServiceError
-        from .signing import SigningKeyError, load_trusted_keys, verify_signer
+        from aolo.hw_profiles import ProfileError
+
+        from .backends import BackendError
+        from .bundle import BundleError
+        from .gateway import GatewaySettings, SettingsError, create_app, load_directives, open_service
+        from .gateway.serve import bind, run
+        from .ledger import LedgerError
+        from .service import ServiceError
+        from .signing import SigningKeyError
 
         logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        opened: list = []
+        service = None
         try:
-            pol = PolicyBundle.load(bundle)
-            signer = verify_signer(pol, load_trusted_keys(trusted_keys)) if trusted_keys is not None else None
-            srv = load_profile(server, LLMServerProfile)
-            rad = load_profile(radio, RadioProfile)
-            trace = load_grid(grid)
-            settings = ServerSettings(host=host, port=port, max_body_bytes=max_body_bytes)
-            be = make_backend(backend, pol, precision=precision.value)
-            opened.append(be)
-            check_against_recorded(be, pol)
-            hardware = charge_actor_energy(be, pol, actor_hardware)
-            led = Ledger(ledger)
-            opened.append(led)
-            service = PolicyService(pol, be, led, srv, rad, trace)
-            httpd = make_server(service, settings)
-        except (BundleError, BackendError, ProfileError, LedgerError, ServiceError, SigningKeyError, ValueError,
-                OSError) as e:
-            for thing in reversed(opened):
-                thing.close()
+            settings = GatewaySettings(
+                bundle=bundle, backend=backend, precision=precision.value, ledger=ledger, radio=radio, server=server,
+                grid=grid, actor_hardware=actor_hardware, trusted_keys=trusted_keys, host=host, port=port, upstream_url=upstream,
+                upstream_api_key=os.environ.get("AOLO_UPSTREAM_API_KEY") or None,
+                upstream_read_timeout_s=upstream_timeout_s, tokens_file=tokens, max_body_bytes=max_body_bytes,
+                limit_concurrency=limit_concurrency, max_pending=max_pending, pending_ttl_s=pending_ttl_s,
+                **({"directives": load_directives(directives)} if directives is not None else {}))
+            service, hardware = open_service(settings)
+            sock = bind(host, port)
+        except ValidationError as e:
+            err = e.errors()[0]
+            typer.echo(f"error: --{str(err['loc'][0]).replace('_', '-')}: {err['msg']}", err=True)
+            raise typer.Exit(2)
+        except (BundleError, BackendError, ProfileError, LedgerError, ServiceError, SettingsError, SigningKeyError,
+                ValueError, OSError) as e:
+            if service is not None:
+                service.close()
             if verbose:
                 raise
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2)
+        if tokens is None and host not in ("127.0.0.1", "localhost", "::1"):
+            logging.getLogger("aolo.runtime.gateway").warning(
+                "binding %s without --tokens: every route is open to anyone who can reach it", host)
+        real_port = sock.getsockname()[1]
 
-        def ready(s) -> None:  # one line on stdout, flushed: scripts and tests read the port from it
-            typer.echo(f"aolo serve: listening on http://{host}:{s.port} (backend {be.name}/{be.precision}, "
-                       f"bundle {pol.sha256[:12]}, " + (f"signed by trusted key {signer}, " if signer else "") +
-                       f"ledger {ledger}, " +
+        def ready(gw) -> None:  # one line on stdout, flushed: scripts and tests read the port from it
+            be = gw.service.backend
+            typer.echo(f"aolo serve: listening on http://{host}:{real_port} (backend {be.name}/{be.precision}, "
+                       f"bundle {gw.service.bundle.sha256[:12]}, " +
+                       (f"signed by trusted key {gw.service.bundle_signer}, " if gw.service.bundle_signer else "") +
+                       f"ledger {ledger}, "
+                       f"upstream {upstream or 'none'}, tokens {tokens or 'none'}, " +
                        (f"actor energy {be.energy_per_decision_j:.3g} J per decision on {hardware}, an estimate)"
                         if hardware else "actor energy unknown: the bundle has no op counts)"))
-            import sys
             sys.stdout.flush()
 
-        run_until_signalled(httpd, on_ready=ready)
+        try:
+            app = create_app(settings, service=service, actor_hardware=hardware, on_ready=ready)
+        except SettingsError as e:
+            service.close()
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2)
+        run(app, settings, sock)
         typer.echo("aolo serve: stopped; backend and ledger closed")
+
+    @app.command("token")
+    def token(
+        name: str = typer.Option(..., "--name", help="who holds it (shown in logs, never the token)"),
+        scopes: str = typer.Option("serve,report,read", "--scopes",
+                                   help="comma-separated: serve (decide, proxy), report (outcome, feedback), "
+                                        "read (carbon, metrics)"),
+    ) -> None:
+        """Make a random bearer token: prints the token (give it to the client) and, on the next
+        lines, the [[tokens]] table to append to the file given to `aolo serve --tokens` (it holds
+        only the token's SHA-256).
+
+        Example: aolo token --name ran-1 --scopes serve,report >> issued.txt
+        """
+        from .gateway import SettingsError
+        from .gateway.auth import new_token
+
+        try:
+            value, table = new_token(name, tuple(s.strip() for s in scopes.split(",") if s.strip()))
+        except (SettingsError, ValueError) as e:
+            typer.echo(f"error: {e}".splitlines()[0], err=True)
+            raise typer.Exit(2)
+        typer.echo(value)
+        typer.echo(table, nl=False)
 
 
 # ---------------------------------------------------------------------------------------------

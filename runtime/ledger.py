@@ -14,17 +14,31 @@ transaction holding its row is committed (and, with ``synchronous=FULL``, fsynce
 one writer at a time whatever we do, and the fsync dominates a one-row commit, so grouping is
 what keeps concurrent outcomes from queueing behind each other's fsync. Reads use a second
 connection, which WAL lets run beside the writer.
+
+Besides the requests, the file holds the decisions still waiting for their outcome (table
+``pending``, with an expiry), so an outcome for a decision made before a restart is accepted.
+A commit that holds only pending decisions runs with ``synchronous=NORMAL`` (in WAL mode that
+survives the process being killed but not the machine losing power: a decision lost that way is
+decided again by its client); a commit that holds a served request or feedback runs with ``FULL``.
+Every write runs in its own savepoint, so one bad write fails alone and the others in its commit
+group go through. The file and its WAL are created readable by their owner only (0600).
+
+Callers that must not block (the gateway's event loop) use :meth:`Ledger.submit`, which queues a
+write and returns a :class:`LedgerWrite` to wait on (``wait()`` in a thread, or a completion
+callback for an asyncio future).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
+import time
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence
 
 __all__ = [
     "CARBON_COLUMNS",
@@ -34,11 +48,16 @@ __all__ = [
     "Ledger",
     "LedgerError",
     "LedgerRow",
+    "LedgerWrite",
+    "PendingRecord",
+    "UnknownRowError",
     "format_utc",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the pending table and the provenance columns (served_via ... bundle_signer)
 TABLE = "requests"
+PENDING_TABLE = "pending"
+LAZY_FLUSH_S = 0.05  # longest a pending decision waits in the queue before its commit, s
 
 
 class LedgerError(RuntimeError):
@@ -47,6 +66,18 @@ class LedgerError(RuntimeError):
 
 class DuplicateRequestError(LedgerError):
     """A ``request_id`` that the ledger already holds."""
+
+
+class UnknownRowError(LedgerError):
+    """Feedback for a ``request_id`` that the ledger does not hold."""
+
+
+def _write_id(w: "LedgerWrite") -> str:
+    if w.kind == "row":
+        return f"request_id {w.payload[0].request_id!r}"
+    if w.kind == "quality":
+        return f"request_id {w.payload[0]!r}"
+    return ""
 
 
 def format_utc(t: datetime) -> str:
@@ -68,9 +99,23 @@ class LedgerRow:
     :param decided_utc: when the policy decided, ledger UTC text
     :param recorded_utc: when the outcome was recorded, ledger UTC text
     :param ci_norm: trailing-normalised intensity the policy saw, [0, 1]
-    :param quality: quality of the answer in [0, 1] if the client reported it
-    :param quality_base: quality the L0 answer would have had, if reported
+    :param quality: quality of the answer in [0, 1]: reported, fed back, or the class and level's
+        expected quality (``quality_source`` says which; None on rows written before schema 2)
+    :param quality_base: quality the L0 answer would have had (reported, or expected)
     :param fallback: the safe policy answered because the backend failed
+    :param served_via: ``sidecar`` (decide + outcome from a RAN integration) or ``proxy`` (the
+        gateway forwarded the request to the LLM itself)
+    :param output_tokens_source: ``reported`` (outcome), ``usage`` (the upstream's usage object) or
+        ``counted_chunks`` (a stream without usage: one token per content chunk)
+    :param inference_kind: ``measured`` (energy and latency reported) or ``modelled`` (the server
+        profile's per-token figures)
+    :param radio_kind: ``measured`` (airtime reported) or ``modelled`` (airtime from the payload and
+        the reported link at the channel's mean)
+    :param actor_kind: ``estimated`` (op counts x hardware profile) or ``none`` (no energy known)
+    :param quality_source: ``reported``, ``expected`` (the shipped judge tables) or ``feedback``
+    :param upstream_latency_s: wall time of the upstream LLM call, s (proxy only; measured)
+    :param bundle_signer: key id of the trusted key that signed the bundle (None: the server was
+        given no trusted keys)
     """
 
     request_id: str
@@ -112,6 +157,14 @@ class LedgerRow:
     radio_profile: str
     radio_profile_version: str
     grid_zone: str
+    served_via: str = "sidecar"
+    output_tokens_source: str = "reported"
+    inference_kind: str = "measured"
+    radio_kind: str = "measured"
+    actor_kind: str = "estimated"
+    quality_source: Optional[str] = None
+    upstream_latency_s: Optional[float] = None
+    bundle_signer: Optional[str] = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict, by column name."""
@@ -124,41 +177,102 @@ ENERGY_COLUMNS = ("inference_energy_j", "radio_dynamic_energy_j", "radio_static_
 # summed and averaged by Ledger.totals
 TOTAL_COLUMNS = CARBON_COLUMNS + ENERGY_COLUMNS + (
     "inference_latency_s", "airtime_s", "session_s", "prompt_tokens", "output_tokens", "tx_power_w", "ci_g_per_kwh")
-_SQL_TYPES = {int: "INTEGER", float: "REAL", str: "TEXT", bool: "INTEGER", Optional[float]: "REAL",
-              "int": "INTEGER", "float": "REAL", "str": "TEXT", "bool": "INTEGER", "Optional[float]": "REAL"}
-_BOOL_COLUMNS = frozenset(f.name for f in fields(LedgerRow) if f.type in (bool, "bool"))
+_SQL_TYPES = {"int": "INTEGER", "float": "REAL", "str": "TEXT", "bool": "INTEGER", "Optional[float]": "REAL",
+              "Optional[str]": "TEXT"}
+_BOOL_COLUMNS = frozenset(f.name for f in fields(LedgerRow) if f.type == "bool")
+# columns added by schema 2, with the value rows of schema 1 get when a file is upgraded
+_V2_COLUMNS = {"served_via": "'sidecar'", "output_tokens_source": "'reported'", "inference_kind": "''",
+               "radio_kind": "''", "actor_kind": "''", "quality_source": None, "upstream_latency_s": None,
+               "bundle_signer": None}
 
 
-def _column_sql(f: Any) -> str:
+def _column_sql(f: Any, default: Optional[str] = None) -> str:
     sql_type = _SQL_TYPES[f.type]
-    nullable = f.type in (Optional[float], "Optional[float]")
+    nullable = f.type.startswith("Optional")
     key = " PRIMARY KEY" if f.name == "request_id" else ""
-    return f"{f.name} {sql_type}{'' if nullable else ' NOT NULL'}{key}"
+    dflt = f" DEFAULT {default}" if default is not None else ""
+    return f"{f.name} {sql_type}{'' if nullable else ' NOT NULL'}{dflt}{key}"
 
 
 SCHEMA = (
     f"CREATE TABLE IF NOT EXISTS {TABLE} (\n  " + ",\n  ".join(_column_sql(f) for f in fields(LedgerRow)) + "\n)",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_timestamp ON {TABLE} (timestamp_utc)",
+    f"CREATE TABLE IF NOT EXISTS {PENDING_TABLE} (request_id TEXT PRIMARY KEY, expires_utc TEXT NOT NULL, "
+    "decision TEXT NOT NULL)",
+    f"CREATE INDEX IF NOT EXISTS {PENDING_TABLE}_expiry ON {PENDING_TABLE} (expires_utc)",
 )
 
 
-@dataclass(eq=False)
-class _Write:
-    """One queued row and what became of it."""
+@dataclass(frozen=True)
+class PendingRecord:
+    """A decision waiting for its outcome, as the ledger keeps it.
 
-    row: LedgerRow
-    values: list[Any]
+    :param request_id: the decided request's id
+    :param expires_utc: when the decision stops accepting its outcome, ledger UTC text
+    :param decision: the service's JSON of the decision and its telemetry (opaque here)
+    """
+
+    request_id: str
+    expires_utc: str
+    decision: str
+
+
+@dataclass(eq=False)
+class LedgerWrite:
+    """One queued write and what became of it.
+
+    :param kind: ``row`` (a served request; its pending decision is removed with it), ``pending``
+        (decisions), ``quality`` (feedback on a row) or ``expire`` (drop pending decisions past
+        their expiry)
+    :param durable: commit with ``synchronous=FULL`` (rows, feedback) rather than NORMAL
+    """
+
+    kind: str
+    payload: Any
+    durable: bool
+    queued_at: float = field(default_factory=time.monotonic)
     done: threading.Event = field(default_factory=threading.Event)
     error: Optional[LedgerError] = None
+    _callbacks: list[Callable[["LedgerWrite"], None]] = field(default_factory=list)
+    _cb_lock: threading.Lock = field(default_factory=threading.Lock)
+    _finished: bool = False
+
+    def wait(self) -> None:
+        """Block until committed; raise its error if it failed."""
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+
+    def add_done_callback(self, fn: Callable[["LedgerWrite"], None]) -> None:
+        """Call ``fn(self)`` once the write is committed or failed (at once if it already is).
+        Callbacks run in the writer thread, in the order added, before ``done`` is set, so they must
+        be quick (update a counter, ``loop.call_soon_threadsafe``)."""
+        with self._cb_lock:
+            if not self._finished:
+                self._callbacks.append(fn)
+                return
+        fn(self)
+
+    def _finish(self) -> None:
+        with self._cb_lock:
+            self._finished = True
+            callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            try:
+                fn(self)
+            except Exception:  # a callback's bug must not stop the writer
+                logging.getLogger("aolo.runtime.ledger").exception("ledger write callback failed")
+        self.done.set()
 
 
 class Ledger:
     """The SQLite ledger file.
 
-    :param path: the database file, created with its schema if absent
+    :param path: the database file, created (mode 0600) with its schema if absent; a schema-1 file
+        is upgraded in place
     :param busy_timeout_s: how long to wait for another process's write lock, s
-    :param max_group: most rows committed in one transaction
-    :raises LedgerError: a file that is not an aolo ledger of this schema version
+    :param max_group: most writes committed in one transaction
+    :raises LedgerError: a file that is not an aolo ledger of a known schema version
     """
 
     def __init__(self, path: str | os.PathLike, busy_timeout_s: float = 30.0, max_group: int = 256) -> None:
@@ -168,21 +282,32 @@ class Ledger:
         self._conn: Optional[sqlite3.Connection] = None
         self._read: Optional[sqlite3.Connection] = None
         try:
+            if not self.path.exists():
+                # created owner-only before SQLite opens it; SQLite gives the WAL and shm files the
+                # database file's permissions
+                os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
             self._conn = self._connect()
             self._init_schema(self._conn)
             self._read = self._connect()
+            self._lookup = self._connect()  # primary-key lookups only (find_recorded): never behind a long read
         except sqlite3.DatabaseError as e:
             self._close_connections()
             raise LedgerError(f"{self.path}: cannot open the ledger: {e}") from None
+        except OSError as e:
+            self._close_connections()
+            raise LedgerError(f"{self.path}: cannot create the ledger: {e.strerror}") from None
         except LedgerError:
             self._close_connections()
             raise
+        self._synchronous = "FULL"
         self._read_lock = threading.Lock()
+        self._lookup_lock = threading.Lock()
         self._write_lock = threading.Lock()  # the write connection: writer thread, pragma(), close()
-        self._queue: list[_Write] = []
+        self._queue: list[LedgerWrite] = []
+        self._durable_queued = 0
         self._cv = threading.Condition()
         self._closing = False
-        self.commits = 0  # transactions committed (rows / commits = mean group size)
+        self.commits = 0  # transactions committed (writes / commits = mean group size)
         self._writer = threading.Thread(target=self._write_loop, name=f"aolo-ledger-writer:{self.path.name}",
                                         daemon=True)
         self._writer.start()
@@ -204,10 +329,14 @@ class Ledger:
 
     def _init_schema(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
-            raise LedgerError(f"{self.path}: ledger schema version {version} is not {SCHEMA_VERSION}")
+        if version not in (0, 1, SCHEMA_VERSION):
+            raise LedgerError(f"{self.path}: ledger schema version {version} is not {SCHEMA_VERSION} (or 1, upgraded)")
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if version == 1:  # add schema 2's columns, with the values a schema-1 row stands for
+                by_name = {f.name: f for f in fields(LedgerRow)}
+                for name, default in _V2_COLUMNS.items():
+                    conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN {_column_sql(by_name[name], default)}")
             for stmt in SCHEMA:
                 conn.execute(stmt)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -221,53 +350,133 @@ class Ledger:
             raise LedgerError(f"{self.path}: table {TABLE!r} lacks columns {', '.join(missing)}")
 
     # --- writing ----------------------------------------------------------------------------
-    def record(self, row: LedgerRow) -> None:
-        """Insert ``row``; when this returns, the transaction holding it is committed to disk.
+    def submit(self, kind: str, payload: Any) -> LedgerWrite:
+        """Queue a write without waiting; see :class:`LedgerWrite` for the kinds and their payloads
+        (``row``: a :class:`LedgerRow`; ``pending``: a sequence of :class:`PendingRecord`;
+        ``quality``: (request_id, quality, quality_source); ``expire``: ledger UTC text).
 
-        :raises DuplicateRequestError: ``row.request_id`` is already in the ledger
-        :raises LedgerError: the write failed (disk full, file gone) or the ledger is closed
+        :raises LedgerError: the ledger is closed
         """
-        values = [int(v) if isinstance(v, bool) else v for v in (getattr(row, c) for c in COLUMNS)]
-        write = _Write(row, values)
+        if kind == "row":
+            payload = (payload, [int(v) if isinstance(v, bool) else v for v in (getattr(payload, c) for c in COLUMNS)])
+        elif kind not in ("pending", "quality", "expire"):
+            raise ValueError(f"submit: unknown write kind {kind!r}")
+        write = LedgerWrite(kind, payload, durable=kind in ("row", "quality"))
         with self._cv:
             if self._closing:
                 raise LedgerError(f"{self.path}: the ledger is closed")
             self._queue.append(write)
-            self._cv.notify()
-        write.done.wait()
-        if write.error is not None:
-            raise write.error
+            if write.durable:
+                self._durable_queued += 1
+            if write.durable or len(self._queue) >= self._max_group:
+                self._cv.notify()  # lazy writes wait for the writer's next poll
+        return write
+
+    def record(self, row: LedgerRow) -> None:
+        """Insert ``row`` (and drop its pending decision); when this returns, the transaction
+        holding it is committed to disk.
+
+        :raises DuplicateRequestError: ``row.request_id`` is already in the ledger
+        :raises LedgerError: the write failed (disk full, file gone) or the ledger is closed
+        """
+        self.submit("row", row).wait()
+
+    def add_pending(self, records: Sequence[PendingRecord]) -> None:
+        """Keep decisions waiting for their outcome (all or none).
+
+        :raises DuplicateRequestError: one of the ids is already in the ledger or pending
+        """
+        self.submit("pending", list(records)).wait()
+
+    def set_quality(self, request_id: str, quality: float, source: str) -> None:
+        """Feedback: set the quality of a recorded request, durably.
+
+        :raises UnknownRowError: no row under ``request_id``
+        """
+        self.submit("quality", (request_id, quality, source)).wait()
 
     def _write_loop(self) -> None:
+        """Commit what is queued: at once when a durable write (a row, feedback) waits or a group
+        is full; pending decisions alone are committed every LAZY_FLUSH_S, so that a stream of
+        decides costs the event loop no thread wake-up per decide (the writer polls the queue at
+        that period; a lazy submit does not wake it)."""
         while True:
             with self._cv:
-                while not self._queue and not self._closing:
-                    self._cv.wait()
-                if not self._queue:  # closing and drained
-                    return
+                while True:
+                    if not self._queue and self._closing:
+                        return
+                    if self._queue and (self._closing or self._durable_queued or len(self._queue) >= self._max_group):
+                        break
+                    left = (self._queue[0].queued_at + LAZY_FLUSH_S - time.monotonic()) if self._queue else LAZY_FLUSH_S
+                    if self._queue and left <= 0:
+                        break
+                    self._cv.wait(left)
                 group, self._queue = self._queue[:self._max_group], self._queue[self._max_group:]
+                self._durable_queued -= sum(w.durable for w in group)
             with self._write_lock:
                 self._commit(group)
 
-    def _commit(self, group: list[_Write]) -> None:
-        """Insert ``group`` in one transaction; a duplicate fails only its own row."""
-        sql = f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+    _ROW_SQL = f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+
+    def _apply(self, conn: sqlite3.Connection, w: LedgerWrite) -> None:
+        """One write's statements (inside its savepoint)."""
+        if w.kind == "row":
+            row, values = w.payload
+            try:
+                conn.execute(self._ROW_SQL, values)
+            except sqlite3.IntegrityError as e:
+                if "UNIQUE" in str(e) or "PRIMARY KEY" in str(e):
+                    raise DuplicateRequestError(f"request_id {row.request_id!r} is already in the ledger "
+                                                f"{self.path}") from None
+                raise
+            conn.execute(f"DELETE FROM {PENDING_TABLE} WHERE request_id = ?", (row.request_id,))
+        elif w.kind == "pending":
+            ids = [p.request_id for p in w.payload]
+            for i in range(0, len(ids), 500):  # SQLite's default limit is 999 variables per statement
+                chunk = ids[i:i + 500]
+                hit = conn.execute(f"SELECT request_id FROM {TABLE} WHERE request_id IN ({','.join('?' * len(chunk))})"
+                                   " LIMIT 1", chunk).fetchone()
+                if hit is not None:
+                    raise DuplicateRequestError(f"request_id {hit[0]!r} is already in the ledger {self.path}")
+            try:
+                conn.executemany(f"INSERT INTO {PENDING_TABLE} (request_id, expires_utc, decision) VALUES (?, ?, ?)",
+                                 [(p.request_id, p.expires_utc, p.decision) for p in w.payload])
+            except sqlite3.IntegrityError:
+                raise DuplicateRequestError(f"request_id: one of {ids[:3]}... is already waiting for its outcome "
+                                            f"in {self.path}") from None
+        elif w.kind == "quality":
+            request_id, quality, source = w.payload
+            cur = conn.execute(f"UPDATE {TABLE} SET quality = ?, quality_source = ? WHERE request_id = ?",
+                               (quality, source, request_id))
+            if cur.rowcount == 0:
+                raise UnknownRowError(f"request_id {request_id!r} is not in the ledger {self.path}")
+        elif w.kind == "expire":
+            conn.execute(f"DELETE FROM {PENDING_TABLE} WHERE expires_utc < ?", (w.payload,))
+
+    def _commit(self, group: list[LedgerWrite]) -> None:
+        """Apply ``group`` in one transaction, each write in its own savepoint: a write that fails
+        (a duplicate id, a value SQLite cannot store) is undone alone and the others commit."""
         conn = self._conn
         try:
             assert conn is not None
+            sync = "FULL" if any(w.durable for w in group) else "NORMAL"
+            if sync != self._synchronous:  # outside a transaction, as SQLite requires
+                conn.execute(f"PRAGMA synchronous={sync}")
+                self._synchronous = sync
             conn.execute("BEGIN IMMEDIATE")
             for w in group:
+                conn.execute("SAVEPOINT w")
                 try:
-                    conn.execute(sql, w.values)  # a failed statement is undone alone; the transaction goes on
-                except sqlite3.IntegrityError as e:
-                    if "UNIQUE" in str(e) or "PRIMARY KEY" in str(e):
-                        w.error = DuplicateRequestError(f"request_id {w.row.request_id!r} is already in the "
-                                                        f"ledger {self.path}")
-                    else:
-                        w.error = LedgerError(f"{self.path}: cannot record request_id {w.row.request_id!r}: {e}")
+                    self._apply(conn, w)
+                    conn.execute("RELEASE w")
+                except Exception as e:  # this write only
+                    conn.execute("ROLLBACK TO w")
+                    conn.execute("RELEASE w")
+                    w.error = e if isinstance(e, LedgerError) else LedgerError(
+                        f"{self.path}: cannot write {w.kind} {_write_id(w)}: {type(e).__name__}: {e}")
             conn.execute("COMMIT")
             self.commits += 1
-        except Exception as e:  # sqlite3.Error, or a bug: fail the group, keep the writer alive
+        except Exception as e:  # sqlite3.Error on BEGIN/COMMIT (disk full, file gone): fail the group
             try:
                 if conn is not None and conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -275,10 +484,32 @@ class Ledger:
                 pass
             for w in group:
                 if w.error is None:
-                    w.error = LedgerError(f"{self.path}: cannot record request_id {w.row.request_id!r}: {e}")
+                    w.error = LedgerError(f"{self.path}: cannot write {w.kind} {_write_id(w)}: {e}")
         finally:
             for w in group:
-                w.done.set()
+                w._finish()
+
+    def find_recorded(self, request_ids: Sequence[str]) -> Optional[str]:
+        """The first of ``request_ids`` already in the ledger, or None (primary-key lookups on a
+        connection of their own: microseconds, and WAL readers never wait for the writer)."""
+        with self._lookup_lock:
+            if self._lookup is None:
+                raise LedgerError(f"{self.path}: the ledger is closed")
+            for i in range(0, len(request_ids), 500):
+                chunk = list(request_ids[i:i + 500])
+                hit = self._lookup.execute(f"SELECT request_id FROM {TABLE} WHERE request_id IN "
+                                           f"({','.join('?' * len(chunk))}) LIMIT 1", chunk).fetchone()
+                if hit is not None:
+                    return str(hit[0])
+        return None
+
+    def load_pending(self, now_utc: datetime) -> list[PendingRecord]:
+        """Pending decisions not yet expired at ``now_utc``, oldest expiry first."""
+        with self._read_lock:
+            rows = self._reader().execute(
+                f"SELECT request_id, expires_utc, decision FROM {PENDING_TABLE} WHERE expires_utc >= ? "
+                "ORDER BY expires_utc", (format_utc(now_utc),)).fetchall()
+        return [PendingRecord(*r) for r in rows]
 
     # --- reading ----------------------------------------------------------------------------
     def _reader(self) -> sqlite3.Connection:
@@ -364,7 +595,7 @@ class Ledger:
             self._closing = True
             self._cv.notify_all()
         self._writer.join()
-        with self._write_lock, self._read_lock:
+        with self._write_lock, self._read_lock, self._lookup_lock:
             try:
                 if self._conn is not None:
                     self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -374,7 +605,7 @@ class Ledger:
                 self._close_connections()
 
     def _close_connections(self) -> None:
-        for attr in ("_read", "_conn"):
+        for attr in ("_lookup", "_read", "_conn"):
             conn = getattr(self, attr, None)
             if conn is not None:
                 conn.close()

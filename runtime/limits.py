@@ -2,7 +2,8 @@
 
 Each bound is far beyond any real request or radio, so no honest input meets it, and tight enough
 that no accepted value can make a product or a sum in the carbon model, the ledger's totals or the
-observation overflow float64 or SQLite's integers. HTTP bodies, CLI options and profiles are
+observation overflow float64 or SQLite's integers. HTTP bodies (:mod:`aolo.runtime.service`), CLI
+options (``aolo carbon estimate``) and profiles (``hw_profiles.quantity.SI_MAGNITUDE_MAX``) are
 checked against these; an input outside gets a one-line error naming the field.
 """
 
@@ -10,49 +11,31 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-__all__ = [
-    "ACTIVE_SESSIONS_MAX",
-    "ACTOR_ENERGY_J_MAX",
-    "AIRTIME_S_MAX",
-    "CI_G_PER_KWH_MAX",
-    "DEADLINE_S_MAX",
-    "DISTANCE_M_MAX",
-    "GAIN_DB_MAX",
-    "GAIN_DB_MIN",
-    "HARQ_TRIES_MAX",
-    "INFERENCE_ENERGY_J_MAX",
-    "INFERENCE_LATENCY_S_MAX",
-    "TIMESTAMP_MAX",
-    "TIMESTAMP_MIN",
-    "TOKENS_MAX",
-    "TX_POWER_W_MAX",
-]
+__all__ = ["ACTOR_ENERGY_J_MAX", "DISTANCE_M_MAX", "INPUT_BOUNDS", "TIMESTAMP_RANGE_UTC", "TOKENS_MAX"]
 
-TOKENS_MAX = 10_000_000
-"""Prompt or answer length, tokens: ten times the longest context window offered today (1M)."""
-DEADLINE_S_MAX = 86_400.0
-"""Latency budget of one request, s: a day."""
-GAIN_DB_MIN, GAIN_DB_MAX = -300.0, 0.0
-"""Large-scale downlink gain, dB: a passive channel never amplifies; -300 dB is below any link."""
-ACTIVE_SESSIONS_MAX = 1_000_000
-"""Sessions active at one base station."""
-CI_G_PER_KWH_MAX = 5_000.0
-"""Grid carbon intensity, gCO2e/kWh: the dirtiest grids are about 1,200 (as hw_profiles' bound)."""
-TX_POWER_W_MAX = 10_000.0
-"""Downlink transmit power, W: a macro sector transmits 20-80 W."""
-AIRTIME_S_MAX = 86_400.0
-"""Downlink airtime of one answer over all HARQ tries, s."""
-HARQ_TRIES_MAX = 1_000
-"""HARQ tries of one answer (LTE and NR use at most a handful)."""
-INFERENCE_ENERGY_J_MAX = 3.6e9
-"""GPU energy of one answer, J: 1 MWh."""
-INFERENCE_LATENCY_S_MAX = 86_400.0
-"""Generation time of one answer, s: a day."""
+TOKENS_MAX = 1_000_000
+"""Prompt or answer length, tokens: above the longest context windows served (1M)."""
 ACTOR_ENERGY_J_MAX = 1_000.0
 """Energy of one policy decision, J (a decision costs microjoules to millijoules)."""
 DISTANCE_M_MAX = 100_000.0
 """Base station to user distance, m: 100 km."""
-TIMESTAMP_MIN = datetime(1970, 1, 1, tzinfo=timezone.utc)
-TIMESTAMP_MAX = datetime(2200, 1, 1, tzinfo=timezone.utc)
-"""Request timestamps: anything else is a client's clock or encoding error (and year 1 or 9999
-overflows date arithmetic)."""
+
+INPUT_BOUNDS: dict[str, tuple[float, float]] = {
+    # field: (lowest, highest) accepted
+    "prompt_tokens": (1, TOKENS_MAX),
+    "output_tokens": (0, TOKENS_MAX),
+    "deadline_s": (0, 86_400.0),  # s: one day
+    "gain_db": (-250.0, 0.0),  # dB: a passive channel has no gain; -250 dB is beyond any cell edge
+    "active_sessions": (0, 1_000_000),  # sessions at one BS
+    "ci_g_per_kwh": (0, 5_000.0),  # gCO2e/kWh: about 4x the dirtiest grids (lignite, ~1,200)
+    "inference_energy_j": (0, 1e8),  # J: ~28 kWh, hours of a multi-GPU server for one answer
+    "inference_latency_s": (0, 86_400.0),  # s: one day
+    "airtime_s": (0, 3_600.0),  # s: one hour on air
+    "harq_tries": (0, 1_000),  # tries
+    "tx_power_w": (0, 1_000.0),  # W: above any macro BS chain (40-80 W)
+}
+"""Telemetry and outcome fields of the service and the gateway."""
+
+TIMESTAMP_RANGE_UTC = (datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc))
+"""Request timestamps, [from, to): anything else is a client's clock or encoding error (and year 1
+or 9999 overflows date arithmetic)."""

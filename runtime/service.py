@@ -18,36 +18,52 @@ What the service fills in when telemetry leaves it out:
   trailing week (``grid.trailing_minmax``) and the request's own ``ci`` (= ``grid.trailing_minmax_norm``
   when ``ci`` is the trace's value), 0.5 when hi == lo.
 * ``quality_slack``: :func:`aolo.runtime.policy_io.quality_slack` of the means of quality and
-  quality_base over the last ``quality_window`` recorded outcomes that report quality; an empty
-  window counts as quality 1 and base 1 (the simulator's rule).
+  quality_base over the last ``quality_window`` recorded outcomes; an empty window counts as
+  quality 1 and base 1 (the simulator's rule). An outcome that reports no quality counts at its
+  class and level's expected quality (:mod:`aolo.runtime.sprout_tables`) until feedback replaces it.
+
+Decisions waiting for their outcome live in memory and in the ledger's ``pending`` table, with an
+expiry (``pending_ttl_s``): a restarted service loads them back, so their outcomes are still
+accepted. Beyond ``max_pending`` live decisions a decide is refused (:class:`PendingFullError`,
+HTTP 429) rather than evicting one.
+
+Every numeric input has an upper bound (:data:`INPUT_BOUNDS`), so no accepted value can make a
+carbon figure or a ledger sum overflow: the largest accepted request costs below 1e6 g, and a
+float64 sum of such rows cannot overflow before 1e300 of them.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict, deque
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, Optional, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Literal, Optional, Sequence
 
 import numpy as np
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from aolo.hw_profiles import LLMServerProfile, RadioProfile
 
-from . import limits
+from .limits import INPUT_BOUNDS, TIMESTAMP_RANGE_UTC
 from .backends import PolicyBackend
 from .bundle import ObservationSpec, PolicyBundle
 from .carbon import CarbonParams, request_carbon
 from .grid import HOUR, GridTrace, minmax_scale, trailing_minmax
-from .ledger import DuplicateRequestError, Ledger, LedgerRow, format_utc
+from .ledger import DuplicateRequestError, Ledger, LedgerRow, LedgerWrite, PendingRecord, format_utc
 from .policy_io import LEVELS, TASK_CLASSES, action_to_decision, build_observation, quality_slack
+from .sprout_tables import expected_quality_table
+from .radio import LinkParams, transmit
 
 __all__ = [
     "Decision",
+    "INPUT_BOUNDS",
     "Outcome",
+    "PendingFullError",
     "PolicyService",
+    "Served",
     "SafePolicy",
     "ServiceError",
     "Telemetry",
@@ -56,16 +72,21 @@ __all__ = [
 
 log = logging.getLogger("aolo.runtime.service")
 
+def _bounded(name: str, kind: type = float, gt: bool = False) -> object:
+    """A strict number of ``kind`` within :data:`aolo.runtime.limits.INPUT_BOUNDS` ``[name]``."""
+    lo, hi = INPUT_BOUNDS[name]
+    low = {"gt": lo} if gt else {"ge": lo}
+    return Annotated[kind, Field(strict=True, le=hi, **low)]
+
+
 _Frac = Annotated[float, Field(strict=True, ge=0, le=1)]
 
 
-def _bounded(low: float, high: float) -> Any:
-    """A strict float in [low, high] (the bounds of :mod:`aolo.runtime.limits`)."""
-    return Annotated[float, Field(strict=True, ge=low, le=high)]
-
-
-def _count(high: int) -> Any:
-    return Annotated[int, Field(strict=True, ge=0, le=high)]
+def _check_timestamp(t: datetime) -> datetime:
+    lo, hi = TIMESTAMP_RANGE_UTC
+    if not lo <= t < hi:
+        raise ValueError(f"must be in [{lo:%Y-%m-%d}, {hi:%Y-%m-%d}) UTC")
+    return t
 
 
 class ServiceError(ValueError):
@@ -84,6 +105,10 @@ class UnknownRequestError(ServiceError):
     """An outcome whose ``request_id`` was never decided (or was already recorded)."""
 
 
+class PendingFullError(ServiceError):
+    """A decide refused because ``max_pending`` decisions are already waiting for their outcome."""
+
+
 class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -92,36 +117,31 @@ class Telemetry(_Input):
     """What the BS knows about one request when it asks for a decision.
 
     :param request_id: client id, unique per request (1-128 characters)
-    Every number is bounded by :mod:`aolo.runtime.limits`.
-
-    :param timestamp_utc: when the request is served, ISO-8601 with a UTC offset, 1970-2199
+    :param timestamp_utc: when the request is served, ISO-8601 with a UTC offset, 1970-2099
     :param task_class: one of ``policy_io.TASK_CLASSES``
-    :param prompt_tokens: prompt length, tokens (>= 1)
-    :param deadline_s: latency budget, s (> 0)
-    :param gain_db: large-scale downlink gain to the user, dB ([-300, 0], typically -150..-60)
-    :param active_sessions: sessions active at the BS (>= 0)
-    :param ci_g_per_kwh: grid intensity now, gCO2e/kWh; default the service's trace
+    :param prompt_tokens: prompt length, tokens (1 to 1,000,000)
+    :param deadline_s: latency budget, s (> 0, at most 86,400)
+    :param gain_db: large-scale downlink gain to the user, dB (-250 to 0, typically -150..-60)
+    :param active_sessions: sessions active at the BS (0 to 1,000,000)
+    :param ci_g_per_kwh: grid intensity now, gCO2e/kWh (0 to 5,000); default the service's trace
     :param ci_norm: intensity normalised to [0, 1]; default trailing-normalised from the trace
     :param quality_slack: rolling quality minus the floor, [-1, 1]; default from the service's window
+
+    Bounds: :data:`aolo.runtime.limits.INPUT_BOUNDS`.
     """
 
     request_id: str = Field(min_length=1, max_length=128)
     timestamp_utc: AwareDatetime
     task_class: Literal[TASK_CLASSES]  # type: ignore[valid-type]
-    prompt_tokens: Annotated[int, Field(strict=True, ge=1, le=limits.TOKENS_MAX)]
-    deadline_s: Annotated[float, Field(strict=True, gt=0, le=limits.DEADLINE_S_MAX)]
-    gain_db: _bounded(limits.GAIN_DB_MIN, limits.GAIN_DB_MAX)
-    active_sessions: _count(limits.ACTIVE_SESSIONS_MAX)
-    ci_g_per_kwh: Optional[_bounded(0.0, limits.CI_G_PER_KWH_MAX)] = None
+    prompt_tokens: _bounded("prompt_tokens", int)  # type: ignore[valid-type]
+    deadline_s: _bounded("deadline_s", gt=True)  # type: ignore[valid-type]
+    gain_db: _bounded("gain_db")  # type: ignore[valid-type]
+    active_sessions: _bounded("active_sessions", int)  # type: ignore[valid-type]
+    ci_g_per_kwh: Optional[_bounded("ci_g_per_kwh")] = None  # type: ignore[valid-type]
     ci_norm: Optional[_Frac] = None
     quality_slack: Optional[Annotated[float, Field(strict=True, ge=-1, le=1)]] = None
 
-    @field_validator("timestamp_utc")
-    @classmethod
-    def _plausible_time(cls, t: datetime) -> datetime:
-        if not limits.TIMESTAMP_MIN <= t < limits.TIMESTAMP_MAX:
-            raise ValueError(f"must be between {limits.TIMESTAMP_MIN.year} and {limits.TIMESTAMP_MAX.year}")
-        return t
+    _timestamp_in_range = field_validator("timestamp_utc")(_check_timestamp)
 
 
 class Outcome(_Input):
@@ -137,17 +157,20 @@ class Outcome(_Input):
     :param outage: all tries failed
     :param tx_power_w: power actually used, W; default the decided power
     :param quality: answer quality in [0, 1]; with ``quality_base`` it feeds the slack window
+        (both absent: the class and level's expected quality counts until feedback)
     :param quality_base: quality the L0 answer would have had, [0, 1]
+
+    Bounds: :data:`aolo.runtime.limits.INPUT_BOUNDS`.
     """
 
     request_id: str = Field(min_length=1, max_length=128)
-    output_tokens: _count(limits.TOKENS_MAX)
-    inference_energy_j: Optional[_bounded(0.0, limits.INFERENCE_ENERGY_J_MAX)] = None
-    inference_latency_s: Optional[_bounded(0.0, limits.INFERENCE_LATENCY_S_MAX)] = None
-    airtime_s: _bounded(0.0, limits.AIRTIME_S_MAX)
-    harq_tries: _count(limits.HARQ_TRIES_MAX)
+    output_tokens: _bounded("output_tokens", int)  # type: ignore[valid-type]
+    inference_energy_j: Optional[_bounded("inference_energy_j")] = None  # type: ignore[valid-type]
+    inference_latency_s: Optional[_bounded("inference_latency_s")] = None  # type: ignore[valid-type]
+    airtime_s: _bounded("airtime_s")  # type: ignore[valid-type]
+    harq_tries: _bounded("harq_tries", int)  # type: ignore[valid-type]
     outage: Annotated[bool, Field(strict=True)]
-    tx_power_w: Optional[Annotated[float, Field(strict=True, gt=0, le=limits.TX_POWER_W_MAX)]] = None
+    tx_power_w: Optional[_bounded("tx_power_w", gt=True)] = None  # type: ignore[valid-type]
     quality: Optional[_Frac] = None
     quality_base: Optional[_Frac] = None
 
@@ -195,9 +218,29 @@ class SafePolicy:
     tx_power_w: Optional[float] = None
 
 
+class _Pending(BaseModel):
+    """A decided request waiting for its outcome (kept in the ledger's pending table as JSON)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    decision: Decision
+    telemetry: Telemetry
+    ci_g_per_kwh: float
+    ci_norm: float
+    decided_utc: str
+    expires_utc: str
+
+
 @dataclass(frozen=True)
-class _Pending:
-    """A decided request waiting for its outcome."""
+class Served:
+    """A request the gateway decided and forwards itself (no pending decision: the outcome comes
+    from the same HTTP exchange).
+
+    :param decision: the policy's decision
+    :param telemetry: what it was decided on
+    :param ci_g_per_kwh: grid intensity used, gCO2e/kWh; ``ci_norm`` its normalised value
+    :param decided_utc: when, ledger UTC text
+    """
 
     decision: Decision
     telemetry: Telemetry
@@ -218,8 +261,12 @@ class PolicyService:
     :param safe_policy: the fallback answer; default L0 at P_max
     :param quality_tolerance_xi: xi of the quality floor (the scenario's, 0.1)
     :param quality_window: outcomes in the rolling quality window (the scenario's, 200)
-    :param max_pending: decided-but-unrecorded requests kept; the oldest are dropped beyond it
+    :param max_pending: most decisions waiting for their outcome; a decide beyond it is refused
+        (:class:`PendingFullError`) rather than evicting a live one
+    :param pending_ttl_s: how long a decision waits for its outcome before it expires, s
     :param include_radio: False drops the radio terms from carbon (computation-only accounting)
+    :param bundle_signer: key id of the trusted key whose signature of the bundle was verified
+        (:func:`aolo.runtime.signing.verify_signer`), recorded on every ledger row; None if unchecked
     """
 
     def __init__(
@@ -234,13 +281,16 @@ class PolicyService:
         quality_tolerance_xi: float = 0.1,
         quality_window: int = 200,
         max_pending: int = 100_000,
+        pending_ttl_s: float = 3600.0,
         include_radio: bool = True,
+        bundle_signer: Optional[str] = None,
     ) -> None:
         if bundle.manifest.observation.fields != ObservationSpec.default().fields:
             names = [f.name for f in bundle.manifest.observation.fields]
             raise ServiceError(f"{bundle.path}: manifest field 'observation.fields' ({names}) is not this runtime's "
                                "observation contract (policy_io.OBSERVATION)", "observation.fields")
         self.bundle, self.backend, self.ledger = bundle, backend, ledger
+        self.bundle_signer = bundle_signer
         self.server, self.radio, self.grid = server, radio, grid
         self.params = CarbonParams.from_profiles(server, radio, include_radio=include_radio)
         self.p_min_w, self.p_max_w = radio.si("p_min"), radio.si("p_max")
@@ -258,14 +308,27 @@ class PolicyService:
             raise ServiceError(f"safe policy: {self.safe_power_w} W is outside [{self.p_min_w}, {self.p_max_w}] W",
                                "safe_policy.tx_power_w")
         self.xi = float(quality_tolerance_xi)
-        self._quality: deque[tuple[float, float]] = deque(maxlen=int(quality_window))
-        self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        self.link = LinkParams.from_profile(radio)
+        self.expected_quality = expected_quality_table()
+        # request_id -> (quality, quality_base), newest last; keyed so that feedback can replace a value
+        self._quality: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._quality_window = int(quality_window)
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()  # in expiry order
         self._max_pending = int(max_pending)
+        if not pending_ttl_s > 0:
+            raise ServiceError(f"pending_ttl_s: must be > 0, got {pending_ttl_s}", "pending_ttl_s")
+        self.pending_ttl = timedelta(seconds=float(pending_ttl_s))
         self._lock = threading.Lock()  # pending map, quality window, counters
         self._backend_lock = None if backend.thread_safe else threading.Lock()
         self._ci_lo, self._ci_hi = trailing_minmax(grid.ci_g_per_kwh)  # per hour, for ci_norm
-        self.fallback_count = 0
-        self.dropped_pending_count = 0
+        self.fallback_count = 0  # backend calls that failed, wholly or for some rows
+        self.refused_pending_count = 0
+        self._last_prune = time.monotonic()
+        for rec in ledger.load_pending(datetime.now(timezone.utc)):
+            p = _Pending.model_validate_json(rec.decision)
+            self._pending[p.decision.request_id] = p
+        if self._pending:
+            log.info("%d decisions waiting for their outcome loaded from %s", len(self._pending), ledger.path)
 
     # --- decide -------------------------------------------------------------------------------
     def _hour_index(self, t: datetime) -> int:
@@ -288,7 +351,8 @@ class PolicyService:
             n = len(self._quality)
             if n == 0:
                 return 1.0, 1.0
-            return sum(x for x, _ in self._quality) / n, sum(y for _, y in self._quality) / n
+            values = self._quality.values()
+            return sum(x for x, _ in values) / n, sum(y for _, y in values) / n
 
     def quality_slack(self, ci_norm: float, rolling: tuple[float, float] | None = None) -> float:
         """Slack at intensity ``ci_norm``, [-1, 1] (see the module docstring).
@@ -321,66 +385,195 @@ class PolicyService:
         return obs, list(zip(inputs["ci_g_per_kwh"], inputs["ci_norm"]))
 
     def _run_backend(self, obs: np.ndarray) -> np.ndarray:
+        """The backend's actions, (n, 2); rows that are not finite are the caller's to replace.
+
+        :raises ValueError: a result of the wrong shape
+        """
         if self._backend_lock is None:
             action = self.backend.decide(obs)
         else:
             with self._backend_lock:
                 action = self.backend.decide(obs)
         action = np.asarray(action)
-        if action.shape != (obs.shape[0], 2) or not np.all(np.isfinite(action)):
+        if action.shape != (obs.shape[0], 2):
             raise ValueError(f"backend {self.backend.name!r} returned {action.dtype} {action.shape}, "
                              f"expected finite ({obs.shape[0]}, 2)")
         return action
+
+    def _decisions(self, batch: list[Telemetry]) -> tuple[list[Decision], list[tuple[float, float]], str]:
+        """Run the policy on a batch: decisions, (ci, ci_norm) used, and the decision time.
+
+        A backend that raises makes the safe policy answer the whole batch; a backend whose
+        action is not finite for some rows (an overflow on extreme inputs) makes it answer those
+        rows only, so requests decided together never fall back for one another.
+        """
+        ids = [t.request_id for t in batch]
+        if len(set(ids)) != len(ids):
+            raise ServiceError("request_id: repeated within the batch", "request_id")
+        obs, used = self.observe(batch)
+        n = len(batch)
+        energy_j = float(self.backend.energy_per_decision_j or 0.0)
+        try:
+            action = self._run_backend(obs)
+            bad = ~np.all(np.isfinite(action), axis=1)
+            level, power = action_to_decision(np.where(bad[:, None], 0.0, action), self.action_p_min_w,
+                                              self.action_p_max_w)
+            power = np.clip(power, self.p_min_w, self.p_max_w)
+        except Exception:
+            log.exception("backend %r failed on a batch of %d; the safe policy answers", self.backend.name, n)
+            bad = np.ones(n, dtype=bool)
+            level, power = np.zeros(n, dtype=np.int64), np.zeros(n)
+        if bad.any():
+            if not bad.all():
+                log.error("backend %r returned non-finite actions for %d of %d requests; the safe policy answers "
+                          "those", self.backend.name, int(bad.sum()), n)
+            level = np.where(bad, self.safe_policy.level_index, level)
+            power = np.where(bad, self.safe_power_w, power)
+            with self._lock:
+                self.fallback_count += 1
+        decisions = [
+            # the safe policy is a constant: no actor decision happened, no actor energy
+            Decision(request_id=t.request_id, level=LEVELS[int(lv)], level_index=int(lv), tx_power_w=float(p),
+                     actor_energy_j=0.0 if fb else energy_j, backend=self.backend.name,
+                     precision=self.backend.precision, fallback=bool(fb))
+            for t, lv, p, fb in zip(batch, level, power, bad)
+        ]
+        return decisions, used, format_utc(datetime.now(timezone.utc))
+
+    def _expire_locked(self, now: datetime) -> None:
+        """Drop expired pending decisions from memory (and, at most once a minute, from the file)."""
+        cutoff = format_utc(now)
+        while self._pending:
+            first = next(iter(self._pending.values()))
+            if first.expires_utc >= cutoff:
+                break
+            self._pending.popitem(last=False)
+        if time.monotonic() - self._last_prune > 60.0:
+            self._last_prune = time.monotonic()
+            self.ledger.submit("expire", cutoff)  # nobody waits on it
+
+    def decide_begin(self, telemetry: Sequence[Telemetry]) -> tuple[list[Decision], LedgerWrite]:
+        """Decide a batch and queue its pending decisions for the ledger file.
+
+        The caller may answer at once: the decisions are already waiting in memory, and the
+        writer commits them (``synchronous=NORMAL``) at its next poll, at most
+        ``ledger.LAZY_FLUSH_S`` (50 ms) later; a process killed in between loses them (their outcomes then get 404 and the client decides
+        again), a graceful stop never does (the ledger drains its queue on close). Waiting on the
+        returned write makes the decide durable against a kill.
+
+        :raises ServiceError: a request_id repeated in the batch, waiting for its outcome, or
+            already in the ledger
+        :raises PendingFullError: ``max_pending`` decisions are already waiting
+        """
+        batch = list(telemetry)
+        decisions, used, now = self._decisions(batch)
+        now_dt = datetime.now(timezone.utc)
+        expires = format_utc(now_dt + self.pending_ttl)
+        pendings = [_Pending(decision=d, telemetry=t, ci_g_per_kwh=ci, ci_norm=norm, decided_utc=now, expires_utc=expires)
+                    for d, t, (ci, norm) in zip(decisions, batch, used)]
+        ids = [d.request_id for d in decisions]
+        recorded = self.ledger.find_recorded(ids)
+        if recorded is not None:
+            raise ServiceError(f"request_id {recorded!r} is already in the ledger {self.ledger.path}", "request_id")
+        with self._lock:
+            self._expire_locked(now_dt)
+            clash = [i for i in ids if i in self._pending]
+            if clash:
+                raise ServiceError(f"request_id {clash[0]!r}: already decided and waiting for its outcome",
+                                   "request_id")
+            if len(self._pending) + len(pendings) > self._max_pending:
+                self.refused_pending_count += len(pendings)
+                raise PendingFullError(f"{len(self._pending)} decisions are waiting for their outcome (the limit is "
+                                       f"{self._max_pending}); send outcomes, or retry after expiry "
+                                       f"({self.pending_ttl.total_seconds():g} s)", "request_id")
+            for p in pendings:
+                self._pending[p.decision.request_id] = p
+            write = self.ledger.submit("pending", [PendingRecord(p.decision.request_id, p.expires_utc,
+                                                                 p.model_dump_json()) for p in pendings])
+        write.add_done_callback(self._after_pending)
+        return decisions, write
+
+    @staticmethod
+    def _after_pending(write: LedgerWrite) -> None:
+        if write.error is not None:  # the decisions still serve from memory; a restart would lose them
+            log.error("pending decisions not kept in the ledger file: %s", write.error)
 
     def decide(self, telemetry: Telemetry | Sequence[Telemetry]) -> Decision | list[Decision]:
         """Decide one request or a batch (one backend call for the whole batch).
 
         :param telemetry: one :class:`Telemetry` or a sequence of them
         :return: one :class:`Decision`, or a list in the batch's order
-        :raises ServiceError: a request_id repeated in the batch or already waiting for its outcome
+        :raises ServiceError: a request_id repeated in the batch, waiting for its outcome, or
+            already in the ledger
+        :raises PendingFullError: ``max_pending`` decisions are already waiting
         """
         single = isinstance(telemetry, Telemetry)
         batch = [telemetry] if single else list(telemetry)  # type: ignore[list-item]
         if not batch:
             return []
-        ids = [t.request_id for t in batch]
-        if len(set(ids)) != len(ids):
-            raise ServiceError("request_id: repeated within the batch", "request_id")
-        obs, used = self.observe(batch)
-        fallback = False
-        try:
-            action = self._run_backend(obs)
-            level, power = action_to_decision(action, self.action_p_min_w, self.action_p_max_w)
-            power = np.clip(power, self.p_min_w, self.p_max_w)
-            energy_j = float(self.backend.energy_per_decision_j or 0.0)
-        except Exception:
-            log.exception("backend %r failed on a batch of %d; the safe policy answers", self.backend.name, len(batch))
-            fallback = True
-            level = np.full(len(batch), self.safe_policy.level_index)
-            power = np.full(len(batch), self.safe_power_w)
-            energy_j = 0.0  # the safe policy is a constant: no actor decision happened
-        now = format_utc(datetime.now(timezone.utc))
-        decisions = [
-            Decision(request_id=t.request_id, level=LEVELS[int(lv)], level_index=int(lv), tx_power_w=float(p),
-                     actor_energy_j=energy_j, backend=self.backend.name, precision=self.backend.precision,
-                     fallback=fallback)
-            for t, lv, p in zip(batch, level, power)
-        ]
-        with self._lock:
-            clash = [i for i in ids if i in self._pending]
-            if clash:
-                raise ServiceError(f"request_id {clash[0]!r}: already decided and waiting for its outcome",
-                                   "request_id")
-            if fallback:
-                self.fallback_count += 1
-            for d, t, (ci, norm) in zip(decisions, batch, used):
-                self._pending[d.request_id] = _Pending(d, t, ci, norm, now)
-            while len(self._pending) > self._max_pending:
-                self._pending.popitem(last=False)
-                self.dropped_pending_count += 1
+        decisions, _ = self.decide_begin(batch)
         return decisions[0] if single else decisions
 
+    def decide_served(self, telemetry: Telemetry) -> Served:
+        """Decide a request the gateway serves itself: nothing is kept pending.
+
+        :raises ServiceError: its id is waiting for an outcome from a decide
+        """
+        with self._lock:
+            if telemetry.request_id in self._pending:
+                raise ServiceError(f"request_id {telemetry.request_id!r}: already decided and waiting for its "
+                                   "outcome", "request_id")
+        decisions, used, now = self._decisions([telemetry])
+        (ci, norm), = used
+        return Served(decisions[0], telemetry, ci, norm, now)
+
     # --- record -------------------------------------------------------------------------------
+    def record_begin(self, outcome: Outcome) -> tuple[LedgerRow, LedgerWrite]:
+        """Price a served request and queue its ledger row; the caller waits on the write, then
+        calls :meth:`record_settle`.
+
+        :raises UnknownRequestError: no decision is waiting under ``outcome.request_id``
+        """
+        with self._lock:
+            pending = self._pending.pop(outcome.request_id, None)
+        if pending is None or pending.expires_utc < format_utc(datetime.now(timezone.utc)):
+            raise UnknownRequestError(f"request_id {outcome.request_id!r}: no decision is waiting for this outcome "
+                                      "(never decided, already recorded, or expired)", "request_id")
+        row = self._row(pending, outcome)
+        try:
+            write = self.ledger.submit("row", row)
+        except Exception:
+            with self._lock:
+                self._pending[outcome.request_id] = pending
+            raise
+        write.add_done_callback(lambda w: self._after_record(w, pending))
+        return row, write
+
+    def _after_record(self, write: LedgerWrite, pending: _Pending) -> None:
+        """In the writer thread: a failed row puts its decision back (the client may retry) unless
+        the ledger already holds the id; a committed row enters the quality window."""
+        row = write.payload[0]
+        if write.error is not None:
+            if not isinstance(write.error, DuplicateRequestError):
+                with self._lock:
+                    self._pending[row.request_id] = pending
+            return
+        self._remember_quality(row)
+
+    def _remember_quality(self, row: LedgerRow) -> None:
+        if row.quality is None or row.quality_base is None:
+            return
+        with self._lock:
+            self._quality[row.request_id] = (row.quality, row.quality_base)
+            while len(self._quality) > self._quality_window:
+                self._quality.popitem(last=False)
+
+    @staticmethod
+    def record_settle(write: LedgerWrite) -> None:
+        """Raise the write's error, if any (DuplicateRequestError, LedgerError)."""
+        if write.error is not None:
+            raise write.error
+
     def record(self, outcome: Outcome) -> LedgerRow:
         """Price a served request and commit it to the ledger.
 
@@ -390,23 +583,56 @@ class PolicyService:
         :raises LedgerError: the ledger refused the row (the decision stays pending unless the
             ledger already holds the id)
         """
-        with self._lock:
-            pending = self._pending.pop(outcome.request_id, None)
-        if pending is None:
-            raise UnknownRequestError(f"request_id {outcome.request_id!r}: no decision is waiting for this outcome "
-                                      "(never decided, already recorded, or expired)", "request_id")
-        row = self._row(pending, outcome)
-        try:
-            self.ledger.record(row)
-        except Exception as e:
-            if not isinstance(e, DuplicateRequestError):
-                with self._lock:  # let the client retry
-                    self._pending[outcome.request_id] = pending
-            raise
-        if outcome.quality is not None and outcome.quality_base is not None:
-            with self._lock:
-                self._quality.append((outcome.quality, outcome.quality_base))
+        row, write = self.record_begin(outcome)
+        write.done.wait()
+        self.record_settle(write)
         return row
+
+    def served_row(self, served: Served, prompt_tokens: int, output_tokens: int, output_tokens_source: str,
+                   payload_bytes: int, upstream_latency_s: float) -> LedgerRow:
+        """The ledger row of a request the gateway forwarded: LLM energy and latency from the
+        server profile by tokens (modelled), airtime from the answer's payload over the reported
+        link at the channel's mean (modelled), actor energy as for decide, quality expected.
+
+        :param prompt_tokens: prompt tokens (the upstream's usage, else the gateway's estimate)
+        :param output_tokens: answer tokens
+        :param output_tokens_source: ``usage`` or ``counted_chunks``
+        :param payload_bytes: bytes of answer text sent to the user (UTF-8)
+        :param upstream_latency_s: measured wall time of the upstream call, s
+        """
+        d, tel = served.decision, served.telemetry
+        gain = np.array([10.0 ** (tel.gain_db / 10.0)])
+        tx = transmit(self.link, np.array([8.0 * payload_bytes]), np.array([d.tx_power_w]), gain,
+                      np.ones((1, self.link.harq_max_tries)))
+        outcome = Outcome(request_id=d.request_id, output_tokens=min(output_tokens, INPUT_BOUNDS["output_tokens"][1]),
+                          airtime_s=min(float(tx.airtime_s[0]), INPUT_BOUNDS["airtime_s"][1]),
+                          harq_tries=int(tx.tries[0]), outage=bool(tx.outage[0]))
+        tel = tel.model_copy(update={"prompt_tokens": max(1, min(prompt_tokens, INPUT_BOUNDS["prompt_tokens"][1]))})
+        pending = _Pending(decision=d, telemetry=tel, ci_g_per_kwh=served.ci_g_per_kwh, ci_norm=served.ci_norm,
+                           decided_utc=served.decided_utc, expires_utc=served.decided_utc)
+        row = self._row(pending, outcome)
+        return LedgerRow(**{**row.to_dict(), "served_via": "proxy", "output_tokens_source": output_tokens_source,
+                            "radio_kind": "modelled", "upstream_latency_s": float(upstream_latency_s)})
+
+    def record_served_begin(self, row: LedgerRow) -> LedgerWrite:
+        """Queue a proxy row; its quality enters the window once committed."""
+        write = self.ledger.submit("row", row)
+        write.add_done_callback(lambda w: None if w.error is not None else self._remember_quality(row))
+        return write
+
+    # --- feedback -----------------------------------------------------------------------------
+    def feedback_begin(self, request_id: str, quality: float) -> LedgerWrite:
+        """Queue a client's judgement of a recorded answer; it replaces the expected quality in the
+        ledger row and, if the request is still in it, in the rolling window."""
+        write = self.ledger.submit("quality", (request_id, float(quality), "feedback"))
+
+        def done(w: LedgerWrite) -> None:
+            if w.error is None:
+                with self._lock:
+                    if request_id in self._quality:
+                        self._quality[request_id] = (float(quality), self._quality[request_id][1])
+        write.add_done_callback(done)
+        return write
 
     def _row(self, p: _Pending, o: Outcome) -> LedgerRow:
         tel, d, srv = p.telemetry, p.decision, self.server
@@ -417,6 +643,10 @@ class PolicyService:
         power = d.tx_power_w if o.tx_power_w is None else o.tx_power_w
         b = request_carbon(self.params, p.ci_g_per_kwh, e_inf, t_inf, power, o.airtime_s, tel.active_sessions,
                            d.actor_energy_j)
+        if o.quality is not None and o.quality_base is not None:
+            quality, quality_base, quality_source = o.quality, o.quality_base, "reported"
+        else:
+            (quality, quality_base), quality_source = self.expected_quality.quality(tel.task_class, d.level_index), "expected"
         return LedgerRow(
             request_id=d.request_id, timestamp_utc=format_utc(tel.timestamp_utc), decided_utc=p.decided_utc,
             recorded_utc=format_utc(datetime.now(timezone.utc)), task_class=tel.task_class,
@@ -427,10 +657,14 @@ class PolicyService:
             radio_dynamic_energy_j=float(b.radio_dynamic_energy_j), radio_static_energy_j=float(b.radio_static_energy_j),
             actor_energy_j=float(b.actor_energy_j), session_s=float(b.session_s), inference_g=float(b.inference_g),
             radio_g=float(b.radio_g), actor_g=float(b.actor_g), embodied_gpu_g=float(b.embodied_gpu_g),
-            embodied_bs_g=float(b.embodied_bs_g), total_g=float(b.total_g), quality=o.quality,
-            quality_base=o.quality_base, fallback=d.fallback, backend=d.backend, precision=d.precision,
-            bundle_sha256=self.bundle.sha256, server_profile=srv.name, server_profile_version=srv.version,
+            embodied_bs_g=float(b.embodied_bs_g), total_g=float(b.total_g), quality=quality,
+            quality_base=quality_base, fallback=d.fallback, backend=d.backend, precision=d.precision,
+            bundle_sha256=self.bundle.sha256, bundle_signer=self.bundle_signer, server_profile=srv.name, server_profile_version=srv.version,
             radio_profile=self.radio.name, radio_profile_version=self.radio.version, grid_zone=self.grid.zone_id,
+            served_via="sidecar", output_tokens_source="reported",
+            inference_kind="measured" if o.inference_energy_j is not None else "modelled",
+            radio_kind="measured", actor_kind="estimated" if d.actor_energy_j > 0 else "none",
+            quality_source=quality_source,
         )
 
     @property

@@ -44,3 +44,17 @@ def sprout_file() -> Callable[[str], Path]:
         return path
 
     return find
+
+
+@pytest.fixture(scope="session")
+def llm():
+    """A real LLM server for the whole session: llama.cpp's OpenAI-compatible server with
+    SmolLM2-135M-Instruct on a free loopback port, one thread (``aolo.llm_server``). ``make test``
+    installs both; without them the tests that need it fail, naming what to install."""
+    from aolo.llm_server import LLMServerUnavailable, llama_server
+
+    try:
+        with llama_server() as server:
+            yield server
+    except LLMServerUnavailable as e:
+        pytest.fail(str(e))

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from aolo.runtime.ledger import DuplicateRequestError, Ledger, LedgerError, LedgerRow, format_utc
+from aolo.runtime.ledger import COLUMNS, DuplicateRequestError, Ledger, LedgerError, LedgerRow, PendingRecord, format_utc
 
 from test_bundle import make_bundle, random_ann_spec
-from test_http_server import Client, outcome, telemetry
+from test_gateway_sidecar import Client, outcome, telemetry
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -116,8 +116,62 @@ def test_record_after_close_is_refused(tmp_path):
 def test_a_file_of_another_schema_version_is_refused_naming_it(tmp_path):
     path = tmp_path / "other.db"
     sqlite3.connect(path).execute("PRAGMA user_version=7").connection.close()
-    with pytest.raises(LedgerError, match=r"other\.db: ledger schema version 7 is not 1"):
+    with pytest.raises(LedgerError, match=r"other\.db: ledger schema version 7 is not 2"):
         Ledger(path)
+
+
+def test_ledger_files_are_readable_by_their_owner_only(tmp_path):
+    led = Ledger(tmp_path / "l.db")
+    led.record(row("a"))
+    try:
+        for name in ("l.db", "l.db-wal"):
+            assert (tmp_path / name).stat().st_mode & 0o777 == 0o600, name
+    finally:
+        led.close()
+
+
+def test_a_schema_1_file_is_upgraded_in_place_keeping_its_rows(tmp_path):
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    v1_columns = [c for c in COLUMNS if c not in ("served_via", "output_tokens_source", "inference_kind",
+                                                   "radio_kind", "actor_kind", "quality_source",
+                                                   "upstream_latency_s")]
+    conn.execute(f"CREATE TABLE requests ({', '.join(v1_columns)}, PRIMARY KEY (request_id))")
+    old = row("old")
+    conn.execute(f"INSERT INTO requests ({', '.join(v1_columns)}) VALUES ({', '.join('?' * len(v1_columns))})",
+                 [int(v) if isinstance(v, bool) else v for v in (getattr(old, c) for c in v1_columns)])
+    conn.execute("PRAGMA user_version=1")
+    conn.commit()
+    conn.close()
+    led = Ledger(path)
+    try:
+        got = led.get("old")
+        assert got.total_g == 15.0 and got.served_via == "sidecar" and got.quality_source is None
+        led.record(row("new"))
+        assert led.count() == 2 and led.pragma("user_version") == 2
+    finally:
+        led.close()
+
+
+def test_one_bad_write_in_a_commit_group_fails_alone(ledger):
+    """A value SQLite cannot store (an integer beyond 64 bits) fails its own row, not the rows
+    committed with it."""
+    writes = [ledger.submit("row", row(f"g{i}", output_tokens=2 ** 70 if i == 3 else 200)) for i in range(8)]
+    for w in writes:
+        w.done.wait()
+    assert [w.error is None for w in writes] == [i != 3 for i in range(8)]
+    assert "g3" in str(writes[3].error) and ledger.count() == 7
+
+
+def test_pending_decisions_are_kept_until_their_row_or_their_expiry(ledger):
+    now = datetime(2024, 6, 1, 12, tzinfo=timezone.utc)
+    ledger.add_pending([PendingRecord("p1", "2024-06-01T13:00:00.000000Z", "{}"),
+                        PendingRecord("p2", "2024-06-01T11:00:00.000000Z", "{}")])
+    assert [p.request_id for p in ledger.load_pending(now)] == ["p1"]  # p2 has expired
+    ledger.record(row("p1"))
+    assert ledger.load_pending(now) == []
+    with pytest.raises(DuplicateRequestError, match="'p1' is already in the ledger"):
+        ledger.add_pending([PendingRecord("p1", "2024-06-01T13:00:00.000000Z", "{}")])
 
 
 def test_a_file_that_is_not_a_database_is_refused_naming_it(tmp_path):
@@ -173,11 +227,11 @@ def test_duplicates_inside_one_commit_group_fail_only_themselves(ledger):
 # ---------------------------------------------------------------------------------------------
 
 
-def _start_server(bundle: Path, db: Path) -> tuple[subprocess.Popen, int]:
+def _start_server(bundle: Path, db: Path, *extra: str) -> tuple[subprocess.Popen, int]:
     """``aolo serve`` in a subprocess on an ephemeral port; returns the process and its port."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "aolo", "serve", str(bundle), "--backend", "reference",
-                             "--port", "0", "--ledger", str(db)], cwd=REPO, env=env,
+                             "--port", "0", "--ledger", str(db), *extra], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)

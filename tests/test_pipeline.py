@@ -12,7 +12,7 @@ from aolo.pipeline import DEMO, run_pipeline
 def pipeline_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("pipeline")
     cfg = DEMO.with_(out_dir=out, scenario="tiny", train_steps=1200, eval_every_steps=600, eval_n_bs=2,
-                     replay_n_bs=1, n_lava_obs=40, title="test")
+                     replay_n_bs=1, n_lava_obs=40, gateway_prompts=6, gateway_max_tokens=8, title="test")
     return cfg, run_pipeline(cfg)
 
 
@@ -20,7 +20,7 @@ def test_report_has_every_section_and_plot(pipeline_report):
     cfg, path = pipeline_report
     text = path.read_text()
     for heading in ("One request", "Training", "Carbon per request by policy", "Export and parity",
-                    "A day through the runtime", "Actor energy"):
+                    "A day through the runtime", "Actor energy", "The gateway in front of a real LLM"):
         assert f"## {heading}" in text
     for png in re.findall(r"\]\(([^)]+\.png)\)", text):
         assert (path.parent / png).stat().st_size > 5000
@@ -53,3 +53,13 @@ def test_replay_ledgers_were_written(pipeline_report):
     cfg, _ = pipeline_report
     assert {p.name for p in (cfg.out_dir / "ledgers").glob("*.db")} == {
         "sdrl_onnx_float.db", "sdrl_lava_fixed.db", "sac_onnx_float.db"}
+
+
+def test_gateway_stage_served_real_answers_and_its_ledger_matches_the_clients(pipeline_report):
+    cfg, path = pipeline_report
+    text = path.read_text()
+    section = text.split("## The gateway in front of a real LLM", 1)[1]
+    returned, ledger = re.search(r"the gateway's ledger holds ([\d.]+) g \(the sum returned to clients: ([\d.]+) g\)",
+                                 section).groups()
+    assert float(returned) == float(ledger) > 0
+    assert (cfg.out_dir / "gateway" / "gateway_policy.db").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -17,8 +18,9 @@ from aolo.runtime.carbon import CarbonParams, request_carbon
 from aolo.runtime.grid import HOUR, load_grid, trailing_minmax_norm
 from aolo.runtime.ledger import Ledger
 from aolo.runtime.policy_io import TASK_CLASSES, action_to_decision, build_observation
-from aolo.runtime.service import (Outcome, PolicyService, SafePolicy, ServiceError, Telemetry,
+from aolo.runtime.service import (Outcome, PendingFullError, PolicyService, SafePolicy, ServiceError, Telemetry,
                                   UnknownRequestError)
+from aolo.runtime.sprout_tables import expected_quality_table
 
 from test_bundle import make_bundle, random_ann_spec
 
@@ -238,15 +240,59 @@ def test_telemetry_without_a_utc_offset_is_refused():
         telemetry(timestamp_utc=datetime(2024, 6, 1, 12))
 
 
-def test_expired_pending_decisions_are_dropped_oldest_first(tmp_path, bundle):
+def test_a_full_pending_table_refuses_new_decisions_and_keeps_the_live_ones(tmp_path, bundle):
     svc = PolicyService(bundle, make_backend("reference", bundle), Ledger(tmp_path / "l.db"), SERVER, RADIO, GRID,
                         max_pending=3)
-    svc.decide([telemetry(f"p{i}") for i in range(5)])
-    assert (svc.pending_count, svc.dropped_pending_count) == (3, 2)
-    with pytest.raises(UnknownRequestError):
-        svc.record(outcome("p0"))
-    svc.record(outcome("p4"))
+    svc.decide([telemetry(f"p{i}") for i in range(3)])
+    with pytest.raises(PendingFullError, match="3 decisions are waiting"):
+        svc.decide(telemetry("p3"))
+    assert (svc.pending_count, svc.refused_pending_count) == (3, 1)
+    svc.record(outcome("p0"))  # a live decision was not evicted, and its outcome frees a place
+    svc.decide(telemetry("p3"))
     svc.close()
+
+
+def test_pending_decisions_survive_a_restart_until_they_expire(tmp_path, bundle):
+    db = tmp_path / "l.db"
+    svc = PolicyService(bundle, make_backend("reference", bundle), Ledger(db), SERVER, RADIO, GRID, pending_ttl_s=0.5)
+    svc.decide([telemetry("kept"), telemetry("late")])
+    svc.close()
+    again = PolicyService(bundle, make_backend("reference", bundle), Ledger(db), SERVER, RADIO, GRID, pending_ttl_s=0.5)
+    try:
+        assert again.pending_count == 2
+        assert again.record(outcome("kept")).request_id == "kept"
+        time.sleep(0.6)
+        with pytest.raises(UnknownRequestError, match="expired"):
+            again.record(outcome("late"))
+        with pytest.raises(ServiceError, match="'kept' is already in the ledger"):
+            again.decide(telemetry("kept"))  # an id already served is refused (HTTP 409)
+    finally:
+        again.close()
+
+
+def test_an_outcome_without_quality_counts_at_the_class_and_levels_expected_quality(service):
+    d = service.decide(telemetry("e", task_class="triviaqa"))
+    row = service.record(outcome("e"))
+    q, q0 = expected_quality_table().quality("triviaqa", d.level_index)
+    assert (row.quality, row.quality_base, row.quality_source) == (q, q0, "expected")
+    assert service.rolling_quality() == (q, q0)
+    service.feedback_begin("e", 1.0).wait()
+    assert service.ledger.get("e").quality_source == "feedback" and service.ledger.get("e").quality == 1.0
+    assert service.rolling_quality() == (1.0, q0)
+
+
+def test_telemetry_beyond_its_bounds_is_refused_naming_the_field():
+    from pydantic import ValidationError
+
+    base = dict(request_id="b", timestamp_utc=GRID.start_utc, task_class="math", prompt_tokens=64, deadline_s=12.0,
+                gain_db=-105.0, active_sessions=6)
+    for field, value in [("ci_g_per_kwh", 1e308), ("prompt_tokens", 10 ** 12), ("gain_db", -1e300),
+                         ("active_sessions", 2 ** 63), ("deadline_s", 1e300),
+                         ("timestamp_utc", datetime(1, 1, 1, tzinfo=timezone.utc)),
+                         ("timestamp_utc", datetime(9999, 12, 31, tzinfo=timezone.utc))]:
+        with pytest.raises(ValidationError) as e:
+            Telemetry(**{**base, field: value})
+        assert e.value.errors()[0]["loc"] == (field,)
 
 
 def test_serving_modules_import_and_decide_without_torch(tmp_path):
@@ -259,7 +305,7 @@ def test_serving_modules_import_and_decide_without_torch(tmp_path):
     path = make_bundle(tmp_path, random_ann_spec(), with_onnx=True)
     code = block + (
         "import numpy as np\n"
-        "import aolo.runtime.server, aolo.runtime.service, aolo.runtime.ledger, aolo.runtime.bundle\n"
+        "import aolo.runtime.gateway, aolo.runtime.service, aolo.runtime.ledger, aolo.runtime.bundle\n"
         "from aolo.runtime.backends import make_backend\n"
         "from aolo.runtime.bundle import PolicyBundle\n"
         f"b = PolicyBundle.load({str(path)!r})\n"
@@ -296,20 +342,6 @@ def test_lava_backend_serves_concurrent_decides_one_at_a_time(tmp_path):
             assert (d.level_index, d.tx_power_w) == (int(level[0]), pytest.approx(float(power[0]), abs=1e-4))
     finally:
         svc.close()
-
-
-@pytest.mark.parametrize("field, value", [
-    ("timestamp_utc", datetime(1, 1, 2, tzinfo=timezone.utc)),
-    ("timestamp_utc", datetime(9999, 12, 31, tzinfo=timezone.utc)),
-    ("ci_g_per_kwh", 1e308), ("prompt_tokens", 10**12), ("deadline_s", 1e300), ("gain_db", 1e308),
-    ("gain_db", -1e308), ("active_sessions", 10**15),
-])
-def test_telemetry_beyond_the_runtime_limits_is_refused_naming_the_field(field, value):
-    from pydantic import ValidationError
-
-    with pytest.raises(ValidationError) as err:
-        telemetry(**{field: value})
-    assert [e["loc"][0] for e in err.value.errors()] == [field]
 
 
 @pytest.mark.parametrize("field, value", [

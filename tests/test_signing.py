@@ -109,3 +109,25 @@ def test_bad_signature_and_key_files_are_one_line_errors(tmp_path, keys):
         load_trusted_keys(keys["trusted"])
     with pytest.raises(SigningKeyError, match="no \\*.pub keys"):
         load_trusted_keys(tmp_path / "private")
+
+
+def test_the_verified_signer_is_on_healthz_and_on_every_ledger_row(tmp_path, keys):
+    from aolo.runtime.ledger import Ledger
+
+    from test_gateway_sidecar import Client, outcome, running_gateway, telemetry
+
+    bundle = make_bundle(tmp_path)
+    kid = sign_bundle(bundle, keys["release"])
+    with running_gateway(bundle, tmp_path / "signed.db", trusted_keys=keys["trusted"]) as server:
+        client = Client(server.port)
+        status, health = client.get("/healthz")
+        assert status == 200 and health["bundle_signer"] == kid
+        assert client.post("/v1/decide", telemetry("s1"))[0] == 200
+        status, row = client.post("/v1/outcome", outcome("s1"))
+        assert status == 200 and row["bundle_signer"] == kid
+        client.close()
+    ledger = Ledger(tmp_path / "signed.db")
+    try:
+        assert ledger.get("s1").bundle_signer == kid
+    finally:
+        ledger.close()

@@ -1,6 +1,8 @@
-"""The HTTP server, on a real socket on 127.0.0.1: routes, validation, metrics, concurrency.
+"""The gateway's sidecar routes on a real uvicorn server on 127.0.0.1: decide, outcome, carbon,
+health and metrics, validation, limits, concurrency.
 
-:func:`running_server` and :class:`Client` are shared with test_ledger_durability.py.
+:func:`running_gateway`, :class:`Client`, :func:`telemetry` and :func:`outcome` are shared with
+the other gateway tests and test_ledger_durability.py.
 """
 
 from __future__ import annotations
@@ -8,29 +10,20 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import pytest
 
-from aolo.hw_profiles import LLMServerProfile, RadioProfile, load_profile
 from aolo.runtime.actor_spec import ActorSpec, Linear, Tanh
-from aolo.runtime.backends import make_backend
-from aolo.runtime.bundle import PolicyBundle
-from aolo.runtime.grid import load_grid
-from aolo.runtime.ledger import Ledger
+from aolo.runtime.gateway import Gateway, GatewaySettings, create_app
+from aolo.runtime.gateway.serve import running
 from aolo.runtime.policy_io import OBS_DIM, OBS_FIELDS
-from aolo.runtime.server import AoloHTTPServer, MetricsRegistry, ServerSettings, make_server
-from aolo.runtime.service import PolicyService
 
 from test_bundle import make_bundle, random_ann_spec
-
-SERVER = load_profile("llama2-13b-a100", LLMServerProfile)
-RADIO = load_profile("macro", RadioProfile)
-GRID = load_grid("US-TEX-ERCO")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -39,15 +32,21 @@ GRID = load_grid("US-TEX-ERCO")
 
 
 class Client:
-    """A keep-alive JSON client (stdlib http.client) for one server."""
+    """A keep-alive JSON client (stdlib http.client) for one server.
 
-    def __init__(self, port: int, timeout_s: float = 10.0) -> None:
+    :param token: bearer token sent with every request (None: none)
+    """
+
+    def __init__(self, port: int, timeout_s: float = 10.0, token: Optional[str] = None) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+        self.token = token
 
     def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
                 headers: dict[str, str] | None = None) -> tuple[int, Any, http.client.HTTPResponse]:
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        self.conn.request(method, path, body=data, headers={"Content-Type": "application/json", **(headers or {})})
+        auth = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        self.conn.request(method, path, body=data, headers={"Content-Type": "application/json", **auth,
+                                                            **(headers or {})})
         resp = self.conn.getresponse()
         payload = resp.read()
         ctype = resp.getheader("Content-Type", "")
@@ -78,21 +77,45 @@ def outcome(request_id: str = "r1", **kw: Any) -> dict[str, Any]:
     return body
 
 
+@dataclass
+class RunningGateway:
+    """A gateway served on loopback: its port and the objects behind it."""
+
+    port: int
+    gateway: Gateway
+
+    @property
+    def service(self):
+        return self.gateway.service
+
+    @property
+    def metrics(self):
+        return self.gateway.metrics
+
+
 @contextlib.contextmanager
-def running_server(bundle_path: Path, ledger_path: Path, backend: str = "reference",
-                   settings: ServerSettings | None = None) -> Iterator[AoloHTTPServer]:
-    """A real server on an ephemeral loopback port, serving in a background thread."""
-    bundle = PolicyBundle.load(bundle_path)
-    service = PolicyService(bundle, make_backend(backend, bundle), Ledger(ledger_path), SERVER, RADIO, GRID)
-    server = make_server(service, settings or ServerSettings(port=0))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        thread.join(10)
-        server.close_all()
+def running_gateway(bundle_path: Path, ledger_path: Path, backend: str = "reference",
+                    **settings: Any) -> Iterator[RunningGateway]:
+    """A real gateway (uvicorn, in a background thread) on an ephemeral loopback port."""
+    cfg = GatewaySettings(bundle=bundle_path, ledger=ledger_path, backend=backend, port=0, **settings)
+    holder: list[Gateway] = []
+    app = create_app(cfg, on_ready=holder.append)
+    with running(app, cfg) as port:
+        yield RunningGateway(port, holder[0])
+
+
+def sample_value(text: str, name: str, **labels: str) -> float:
+    """The value of sample ``name`` with exactly ``labels`` in Prometheus text (prometheus_client's parser).
+
+    :raises KeyError: no such sample
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    raise KeyError(f"{name}{labels}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,8 +129,8 @@ def bundle_path(tmp_path_factory) -> Path:
 
 
 @pytest.fixture()
-def server(bundle_path, tmp_path) -> Iterator[AoloHTTPServer]:
-    with running_server(bundle_path, tmp_path / "ledger.db", settings=ServerSettings(port=0, max_batch=64)) as s:
+def server(bundle_path, tmp_path) -> Iterator[RunningGateway]:
+    with running_gateway(bundle_path, tmp_path / "ledger.db", max_batch=64) as s:
         yield s
 
 
@@ -128,8 +151,8 @@ def test_decide_answers_one_request_with_a_level_and_a_power(client):
     assert status == 200
     assert d["request_id"] == "r1" and d["level"] in ("L0", "L1", "L2") and d["level"] == f"L{d['level_index']}"
     assert 0.2 <= d["tx_power_w"] <= 20.0
-    assert (d["backend"], d["precision"], d["fallback"], d["actor_energy_j"], d["max_new_tokens"]) == (
-        "reference", "float", False, 0.0, None)
+    assert (d["backend"], d["precision"], d["fallback"], d["max_new_tokens"]) == ("reference", "float", False, None)
+    assert d["actor_energy_j"] > 0  # charged on the server CPU's profile, as aolo serve does
 
 
 def test_decide_answers_a_batch_in_order(client):
@@ -145,7 +168,7 @@ def test_outcome_is_committed_and_returned_with_its_carbon(client, server):
     assert status == 200
     parts = ("inference_g", "radio_g", "actor_g", "embodied_gpu_g", "embodied_bs_g")
     assert row["total_g"] == pytest.approx(sum(row[p] for p in parts)) and row["total_g"] > 0
-    assert server.app.service.ledger.get("r1").to_dict() == row
+    assert server.service.ledger.get("r1").to_dict() == row
 
 
 def test_carbon_totals_cover_the_requested_time_range(client):
@@ -167,7 +190,7 @@ def test_carbon_totals_cover_the_requested_time_range(client):
 def test_healthz_reports_backend_and_bundle(client, server):
     status, h = client.get("/healthz")
     assert status == 200
-    assert (h["status"], h["backend"], h["bundle_sha256"]) == ("ok", "reference", server.app.service.bundle.sha256)
+    assert (h["status"], h["backend"], h["bundle_sha256"]) == ("ok", "reference", server.service.bundle.sha256)
 
 
 def test_metrics_are_prometheus_text_with_the_service_series(client):
@@ -175,35 +198,36 @@ def test_metrics_are_prometheus_text_with_the_service_series(client):
     client.post("/v1/outcome", outcome())
     client.get("/nope")
     status, text, resp = client.request("GET", "/metrics")
-    assert status == 200 and resp.getheader("Content-Type").startswith("text/plain; version=0.0.4")
-    lines = text.splitlines()
-    assert 'aolo_decisions_total{backend="reference",precision="float"} 1.0' in lines
-    assert "# TYPE aolo_decision_latency_seconds histogram" in lines
-    assert 'aolo_decision_latency_seconds_bucket{le="+Inf"} 1' in lines
-    assert "aolo_decision_latency_seconds_count 1" in lines
-    assert "aolo_fallbacks_total 0.0" in lines
-    assert any(line.startswith("aolo_carbon_grams_total ") and float(line.split()[1]) > 0 for line in lines)
-    assert "aolo_actor_energy_joules_total 0.0" in lines
-    assert 'aolo_http_requests_total{path="/v1/decide",code="200"} 1.0' in lines
-    assert 'aolo_http_requests_total{path="other",code="404"} 1.0' in lines
-    for line in lines:  # every sample line is "name{labels} value"
+    assert status == 200 and resp.getheader("Content-Type").startswith("text/plain; version=")
+    assert sample_value(text, "aolo_decisions_total", backend="reference", precision="float") == 1
+    assert "# TYPE aolo_decision_latency_seconds histogram" in text.splitlines()
+    assert sample_value(text, "aolo_decision_latency_seconds_bucket", le="+Inf") == 1
+    assert sample_value(text, "aolo_decision_latency_seconds_count") == 1
+    assert sample_value(text, "aolo_fallbacks_total") == 0
+    assert sample_value(text, "aolo_carbon_grams_total") > 0
+    assert sample_value(text, "aolo_actor_energy_joules_total") > 0
+    assert sample_value(text, "aolo_http_requests_total", path="/v1/decide", code="200") == 1
+    assert sample_value(text, "aolo_http_requests_total", path="other", code="404") == 1
+    assert sample_value(text, "aolo_upstream_errors_total", kind="refused") == 0
+    for line in text.splitlines():  # every sample line is "name{labels} value"
         if not line.startswith("#"):
             name, value = line.rsplit(" ", 1)
             assert name.startswith("aolo_") and float(value) >= 0
 
 
 def test_two_servers_in_one_process_keep_their_own_metrics(bundle_path, tmp_path):
-    with running_server(bundle_path, tmp_path / "a.db") as a, running_server(bundle_path, tmp_path / "b.db") as b:
+    with running_gateway(bundle_path, tmp_path / "a.db") as a, running_gateway(bundle_path, tmp_path / "b.db") as b:
         Client(a.port).post("/v1/decide", telemetry())
-        assert a.app.metrics.decisions.value(backend="reference", precision="float") == 1
-        assert b.app.metrics.decisions.value(backend="reference", precision="float") == 0
-        assert isinstance(a.app.registry, MetricsRegistry) and a.app.registry is not b.app.registry
+        labels = {"backend": "reference", "precision": "float"}
+        assert sample_value(Client(a.port).get("/metrics")[1], "aolo_decisions_total", **labels) == 1
+        assert sample_value(Client(b.port).get("/metrics")[1], "aolo_decisions_total", **labels) == 0
+        assert a.metrics.registry is not b.metrics.registry
 
 
 def test_onnx_backend_serves_over_http(tmp_path):
     pytest.importorskip("onnx")
     path = make_bundle(tmp_path, random_ann_spec(seed=8), with_onnx=True)
-    with running_server(path, tmp_path / "l.db", backend="onnx") as s:
+    with running_gateway(path, tmp_path / "l.db", backend="onnx") as s:
         status, d = Client(s.port).post("/v1/decide", telemetry())
     assert status == 200 and d["backend"] == "onnx"
 
@@ -286,7 +310,7 @@ def test_deciding_a_pending_request_id_again_is_a_409(client):
 
 
 def test_body_over_the_limit_is_a_413_and_the_server_keeps_serving(bundle_path, tmp_path):
-    with running_server(bundle_path, tmp_path / "l.db", settings=ServerSettings(port=0, max_body_bytes=1024)) as s:
+    with running_gateway(bundle_path, tmp_path / "l.db", max_body_bytes=1024) as s:
         big = Client(s.port)
         status, data, resp = big.request("POST", "/v1/decide", raw=b" " * 2048)
         assert (status, data["field"]) == (413, "body") and resp.getheader("Connection") == "close"
@@ -309,14 +333,26 @@ def test_wrong_method_is_a_405_with_allow(client, method, path):
     assert status == 405 and resp.getheader("Allow") in ("GET", "POST")
 
 
-def test_post_without_content_length_is_a_411(server):
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
-    conn.putrequest("POST", "/v1/decide")
+def _chunked_post(port: int, path: str, body: bytes) -> tuple[int, dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.putrequest("POST", path)
     conn.putheader("Transfer-Encoding", "chunked")
+    conn.putheader("Content-Type", "application/json")
     conn.endheaders()
+    for i in range(0, len(body), 256):
+        part = body[i:i + 256]
+        conn.send(f"{len(part):x}\r\n".encode() + part + b"\r\n")
     conn.send(b"0\r\n\r\n")
     resp = conn.getresponse()
-    assert resp.status == 411 and json.loads(resp.read())["field"] == "Content-Length"
+    return resp.status, json.loads(resp.read())
+
+
+def test_chunked_bodies_are_read_under_the_same_size_limit(bundle_path, tmp_path):
+    with running_gateway(bundle_path, tmp_path / "l.db", max_body_bytes=1024) as s:
+        status, d = _chunked_post(s.port, "/v1/decide", json.dumps(telemetry("chunked")).encode())
+        assert status == 200 and d["request_id"] == "chunked"
+        status, err = _chunked_post(s.port, "/v1/decide", b" " * 4096)
+        assert (status, err["field"]) == (413, "body")
 
 
 @pytest.mark.parametrize("query,field", [("from=last-week", "from"), ("to=2024-06-01", "to"), ("zone=x", "zone"),
@@ -345,7 +381,7 @@ def _nan_on_long_prompts_spec() -> ActorSpec:
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
 def test_backend_failure_falls_back_to_the_safe_policy_and_is_counted_in_metrics(tmp_path):
     path = make_bundle(tmp_path, _nan_on_long_prompts_spec())
-    with running_server(path, tmp_path / "l.db") as s:
+    with running_gateway(path, tmp_path / "l.db") as s:
         c = Client(s.port)
         status, ok = c.post("/v1/decide", telemetry("fine", prompt_tokens=64, deadline_s=12.0))
         assert status == 200 and ok["fallback"] is False
@@ -354,13 +390,13 @@ def test_backend_failure_falls_back_to_the_safe_policy_and_is_counted_in_metrics
         assert (bad["level"], bad["tx_power_w"], bad["fallback"]) == ("L0", 20.0, True)
         assert c.post("/v1/outcome", outcome("nan"))[1]["fallback"] is True
         text = c.request("GET", "/metrics")[1]
-    assert "aolo_fallbacks_total 1.0" in text.splitlines()
-    assert 'aolo_decisions_total{backend="reference",precision="float"} 2.0' in text.splitlines()
+    assert sample_value(text, "aolo_fallbacks_total") == 1
+    assert sample_value(text, "aolo_decisions_total", backend="reference", precision="float") == 2
 
 
 def test_concurrent_clients_are_all_acknowledged_and_in_the_ledger(bundle_path, tmp_path):
     n_threads, n_each = 8, 100
-    with running_server(bundle_path, tmp_path / "l.db") as s:
+    with running_gateway(bundle_path, tmp_path / "l.db") as s:
         def work(t: int) -> list[str]:
             c, acked = Client(s.port), []
             for i in range(n_each):
@@ -374,11 +410,12 @@ def test_concurrent_clients_are_all_acknowledged_and_in_the_ledger(bundle_path, 
 
         with ThreadPoolExecutor(n_threads) as pool:
             acked = [rid for ids in pool.map(work, range(n_threads)) for rid in ids]
-        ledger = s.app.service.ledger
+        ledger = s.service.ledger
         assert len(acked) == n_threads * n_each == ledger.count()
         assert all(ledger.get(rid) is not None for rid in acked[::37])
         assert ledger.integrity_check() == "ok"
-        assert s.app.metrics.decisions.value(backend="reference", precision="float") == n_threads * n_each
+        text = c.get("/metrics")[1] if (c := Client(s.port)) else ""
+        assert sample_value(text, "aolo_decisions_total", backend="reference", precision="float") == n_threads * n_each
 
 
 def test_serve_command_with_a_damaged_bundle_prints_one_line_naming_the_file_and_exits_2(tmp_path):
@@ -393,3 +430,46 @@ def test_serve_command_with_a_damaged_bundle_prints_one_line_naming_the_file_and
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {path / 'actor_spec.json'}: size mismatch"), lines
     assert not (tmp_path / "l.db").exists()
+
+
+def test_concurrent_decides_share_backend_calls_and_match_one_at_a_time(bundle_path, tmp_path):
+    """Decides that arrive together are batched into one backend call (DecideBatcher); their
+    decisions equal those of the same telemetry decided alone."""
+    import asyncio
+
+    import httpx
+
+    bodies = [telemetry(f"m{i}", gain_db=-70.0 - 3 * i, task_class=["math", "alpaca", "mmlu"][i % 3],
+                        prompt_tokens=20 + 40 * i) for i in range(24)]
+    with running_gateway(bundle_path, tmp_path / "a.db") as s:
+        alone = [Client(s.port).post("/v1/decide", b)[1] for b in bodies]
+        calls_alone = s.gateway.batcher.calls
+
+    async def together(port: int) -> list[dict]:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}",
+                                     limits=httpx.Limits(max_connections=24)) as c:
+            answers = await asyncio.gather(*(c.post("/v1/decide", json=b) for b in bodies))
+        return [a.json() for a in answers]
+
+    with running_gateway(bundle_path, tmp_path / "b.db") as s:
+        batched = asyncio.run(together(s.port))
+        calls_together = s.gateway.batcher.calls
+    assert calls_alone == len(bodies) and calls_together < len(bodies)
+    for a, b in zip(alone, batched):
+        assert (a["request_id"], a["level"]) == (b["request_id"], b["level"])
+        assert a["tx_power_w"] == pytest.approx(b["tx_power_w"], abs=1e-4)
+
+
+def test_a_clash_in_a_shared_batch_fails_only_its_own_request(server):
+    import asyncio
+
+    import httpx
+
+    async def go() -> list[int]:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as c:
+            answers = await asyncio.gather(*(c.post("/v1/decide", json=telemetry(rid))
+                                             for rid in ("u1", "u2", "same", "same", "u3")))
+        return [a.status_code for a in answers]
+
+    codes = asyncio.run(go())
+    assert sorted(codes) == [200] * 4 + [409]
