@@ -12,6 +12,10 @@ A run dir (``runs/<scenario>__<algo>__<seed>__<timestamp>/``, written by
     evaluations.jsonl    one line per periodic evaluation on the validation seeds
     progress.csv, tb/    SB3 logger output (csv, TensorBoard)
     replay_buffer.pkl    only with save_replay_buffer
+
+Every checkpoint replaces model.zip, actor_average.pt, actor_spec.json, evaluations.jsonl,
+replay_buffer.pkl and train_state.json together, through ``.checkpoint/``
+(:mod:`aolo.train.checkpoint`), so that they always describe the same step.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ import inspect
 import json
 import os
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from aolo.runtime.atomic_files import write_json_atomic, write_text_atomic
 
 from .popsan_config import PopSANConfig
 from .seeds import CALIBRATION_SEED, EVAL_SEEDS, RESERVED_SEEDS, VALIDATION_SEEDS
@@ -288,10 +291,10 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)  # atomic: a kill mid-checkpoint leaves the previous file
+def _append_line(path: Path, line: str, out: Path) -> None:
+    """Write ``path``'s lines (if it exists) and then ``line`` to ``out``."""
+    old = path.read_text() if path.is_file() else ""
+    out.write_text(old + line + "\n")
 
 
 # =============================================================================================
@@ -312,7 +315,7 @@ def _make_logger(run_dir: Path, resume_step: int | None) -> Any:
             step_col = keys.index("global_step") if "global_step" in keys else None
             kept = [ln for ln in lines[1:] if step_col is None or not ln.split(",")[step_col]
                     or float(ln.split(",")[step_col]) <= resume_step]
-            filename.write_text("\n".join([lines[0], *kept]) + "\n")
+            write_text_atomic(filename, "\n".join([lines[0], *kept]) + "\n")
             self.file = open(filename, "r+")  # noqa: SIM115 (closed by Logger.close)
             self.file.seek(0, os.SEEK_END)
             self.keys = keys
@@ -347,6 +350,7 @@ def make_monitor(config: TrainConfig, run_dir: Path, env: Any, show_progress: bo
     from .run import (ACTOR_AVERAGE_FILE, ACTOR_SPEC_FILE, EVALUATIONS_FILE, MODEL_FILE, REPLAY_FILE, STATE_FILE,
                       deterministic_actor)
     from .actor_export import actor_spec_from_policy
+    from .checkpoint import write_checkpoint
     from aolo.runtime.policy_io import action_to_decision
 
     class _Monitor(BaseCallback):
@@ -406,10 +410,10 @@ def make_monitor(config: TrainConfig, run_dir: Path, env: Any, show_progress: bo
                 self._control_quality(infos)
             if average is not None and self.num_timesteps > config.actor_average_start:
                 average.update(self.model.policy.actor, self.num_timesteps)
-            if self.num_timesteps - self.last_log >= config.log_every_steps:
-                self._log()
             if config.eval_every_steps and self.num_timesteps - self.last_eval >= config.eval_every_steps:
-                self._evaluate_and_checkpoint()
+                self._evaluate_and_checkpoint()  # logs too: one row per step in progress.csv
+            elif self.num_timesteps - self.last_log >= config.log_every_steps:
+                self._log()
             if self.progress is not None:
                 self.progress.update(self.task, completed=self.num_timesteps, rate=self._rate(), **self.live)
             return True
@@ -473,23 +477,23 @@ def make_monitor(config: TrainConfig, run_dir: Path, env: Any, show_progress: bo
                 self.logger.record(f"eval/{key}", row[key])
             self.live["val"] = row["carbon_g_per_request"]
             wall_s = wall_offset_s + time.perf_counter() - self.t_start
-            with open(run_dir / EVALUATIONS_FILE, "a") as f:
-                f.write(json.dumps({"step": self.num_timesteps, "wall_s": wall_s, "summary": row,
-                                    "quality_bonus": env.shaping.quality_bonus,
-                                    "actor_average_count": average.count if average is not None else 0,
-                                    "result": result.to_dict()}) + "\n")
-            # checkpoint: model (raw weights, to resume from), actor average, actor spec (the shipped
-            # actor), state; files replaced atomically
-            self.model.save(run_dir / MODEL_FILE)
+            evaluation = json.dumps({"step": self.num_timesteps, "wall_s": wall_s, "summary": row,
+                                     "quality_bonus": env.shaping.quality_bonus,
+                                     "actor_average_count": average.count if average is not None else 0,
+                                     "result": result.to_dict()})
+            state = {"num_timesteps": self.num_timesteps, "wall_s": wall_s,
+                     "episode_count": env.sim.episode_count.tolist(), "quality_bonus": env.shaping.quality_bonus,
+                     "quality_controller": controller.state() if controller is not None else None}
+            # model.zip holds the raw weights to resume from, actor_spec.json the shipped actor;
+            # all of them or none (aolo.train.checkpoint)
+            writers = {MODEL_FILE: self.model.save, ACTOR_SPEC_FILE: lambda p: write_json_atomic(p, spec.to_dict()),
+                       EVALUATIONS_FILE: lambda p: _append_line(run_dir / EVALUATIONS_FILE, evaluation, p),
+                       STATE_FILE: lambda p: write_json_atomic(p, state)}
             if config.save_replay_buffer:
-                self.model.save_replay_buffer(run_dir / REPLAY_FILE)
+                writers[REPLAY_FILE] = self.model.save_replay_buffer
             if average is not None and average.count:
-                average.save(run_dir / ACTOR_AVERAGE_FILE)
-            _write_json(run_dir / ACTOR_SPEC_FILE, spec.to_dict())
-            _write_json(run_dir / STATE_FILE, {
-                "num_timesteps": self.num_timesteps, "wall_s": wall_s, "episode_count": env.sim.episode_count.tolist(),
-                "quality_bonus": env.shaping.quality_bonus,
-                "quality_controller": controller.state() if controller is not None else None})
+                writers[ACTOR_AVERAGE_FILE] = average.save
+            write_checkpoint(run_dir, writers)
             self.last_eval = self.num_timesteps
             self._log()
 
@@ -567,6 +571,7 @@ def train(config: TrainConfig, resume: str | Path | None = None, show_progress: 
     import torch
 
     from .actor_average import ActorAverage
+    from .checkpoint import recover_checkpoint
     from .reward_shaping import QualityController
     from .run import ACTOR_AVERAGE_FILE, CONFIG_FILE, MODEL_FILE, REPLAY_FILE, STATE_FILE, VERSIONS_FILE
     from .sac_policy import EntropyRateSAC, make_sac
@@ -578,6 +583,9 @@ def train(config: TrainConfig, resume: str | Path | None = None, show_progress: 
     state: dict[str, Any] = {}
     if resume is not None:
         run_dir = Path(resume)
+        recovered = recover_checkpoint(run_dir) if (run_dir / CONFIG_FILE).is_file() else None
+        if recovered is not None and show_progress:
+            print(recovered, file=sys.stderr)
         if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / MODEL_FILE).is_file():
             raise ValueError(f"{run_dir}: not a run directory with a checkpoint (no {CONFIG_FILE} or {MODEL_FILE})")
         saved = TrainConfig.from_dict(json.loads((run_dir / CONFIG_FILE).read_text()))
@@ -585,8 +593,8 @@ def train(config: TrainConfig, resume: str | Path | None = None, show_progress: 
         state = json.loads((run_dir / STATE_FILE).read_text())
     else:
         run_dir = _new_run_dir(Path(config.out_dir), run_dir_name(config))
-    _write_json(run_dir / CONFIG_FILE, config.to_dict())
-    _write_json(run_dir / VERSIONS_FILE, library_versions())
+    write_json_atomic(run_dir / CONFIG_FILE, config.to_dict())
+    write_json_atomic(run_dir / VERSIONS_FILE, library_versions())
     if show_progress:
         _print_config(config, run_dir)
 
@@ -616,6 +624,10 @@ def train(config: TrainConfig, resume: str | Path | None = None, show_progress: 
             model.actor.popsan.encoder.standardize(*observation_stats(env.model))
     else:
         model = EntropyRateSAC.load(run_dir / MODEL_FILE, env=env, device="cpu")
+        if model.num_timesteps != int(state["num_timesteps"]):
+            raise ValueError(f"{run_dir / MODEL_FILE}: step {model.num_timesteps} does not match {STATE_FILE}'s "
+                             f"{state['num_timesteps']} (a checkpoint written before checkpoints were staged, "
+                             "interrupted)")
         if config.save_replay_buffer and (run_dir / REPLAY_FILE).is_file():
             model.load_replay_buffer(run_dir / REPLAY_FILE)
         # continue the training days where the checkpoint left them
