@@ -17,7 +17,8 @@ from aolo.train.sac_policy import make_sac
 from aolo.train.sb3_vec_env import ServiceVecEnv
 from aolo.train.scenario import get_scenario
 from aolo.train.simulator import ServiceModel
-from aolo.train.training import TrainConfig, sac_kwargs
+from aolo.train.train_config import TrainConfig
+from aolo.train.training import sac_kwargs
 
 
 def learn_rate(algo: str, env: ServiceVecEnv, config: TrainConfig, steps: int) -> tuple[float, float]:

@@ -170,19 +170,3 @@ def verify_bundle(path: str | Path, n_obs: int = 10_000, n_lava_obs: int = 200, 
         results.append(check_lava_float(spec, obs[:n_lava_obs]))
         results.extend(check_lava_fixed(spec, load_fixed_point(spec, bundle.file("lava_fixed")), obs[:n_lava_obs]))
     return results
-
-
-def parity_table(results: Sequence[ParityResult], title: str):
-    """A rich table of parity results."""
-    from rich.table import Table
-
-    table = Table(title=title)
-    for col in ("target", "reference", "observations", "max |Δaction|", "spike agreement", "criterion", "result", "s"):
-        table.add_column(col, justify="left" if col in ("target", "reference", "criterion") else "right")
-    for p in results:
-        spikes = "" if p.spike_agreement_frac is None else f"{100 * p.spike_agreement_frac:.3f}%"
-        table.add_row(p.target, p.reference, str(p.n_obs), f"{p.max_abs_action_diff:.2e}", spikes, p.criterion,
-                      "[green]pass[/green]" if p.passed else "[red]FAIL[/red]", f"{p.seconds:.1f}")
-    return table
-
-

@@ -30,7 +30,8 @@ def register(app: typer.Typer) -> None:
         """
         from aolo.console import console as make_console
 
-        from .bundle_export import export_run, parity_table, parse_targets
+        from .bundle_export import export_run, parse_targets
+        from .tables import parity_table, quantization_table
 
         console = make_console()
         try:
@@ -42,7 +43,7 @@ def register(app: typer.Typer) -> None:
         console.print(parity_table(result.parity, f"export parity: {run_dir}"))
         console.print("export time per target: " + ", ".join(f"{k} {v:.2f} s" for k, v in result.export_s.items()))
         if result.quantization is not None:
-            console.print(_quantization_table(result.quantization))
+            console.print(quantization_table(result.quantization))
         console.print(f"[bold]bundle written to {result.bundle}[/bold]")
 
     @app.command("verify")
@@ -56,7 +57,8 @@ def register(app: typer.Typer) -> None:
         from aolo.console import console
         from aolo.runtime.bundle import BundleError
 
-        from .bundle_export import parity_table, verify_bundle
+        from .bundle_export import verify_bundle
+        from .tables import parity_table
 
         try:
             results = verify_bundle(bundle, n_obs=n_obs, n_lava_obs=n_lava_obs, seed=seed)
@@ -65,22 +67,3 @@ def register(app: typer.Typer) -> None:
         console().print(parity_table(results, f"verify: {bundle}"))
         if not all(r.passed for r in results):
             raise typer.Exit(1)
-
-
-def _quantization_table(report: dict):
-    from rich.table import Table
-
-    table = Table(title="quantisation to Loihi 2 fixed point")
-    for col in ("layer", "weight exp", "weight rel. RMS err", "threshold max rel. err", "spike agreement",
-                "rate float", "rate fixed"):
-        table.add_column(col, justify="right")
-    for r in report["layers"]:
-        table.add_row(r["layer"], str(r["weight_exp"]), f"{100 * r['weight_rel_rms_frac']:.2f}%",
-                      f"{100 * r['threshold_max_rel_frac']:.3f}%", f"{100 * r['spike_agreement_frac']:.2f}%",
-                      f"{100 * r['float_rate_frac']:.1f}%", f"{100 * r['fixed_rate_frac']:.1f}%")
-    p = report.get("policy")
-    if p:
-        table.caption = (f"policy: {p['fixed_carbon_g_per_request']:.5f} g/request fixed vs "
-                         f"{p['float_carbon_g_per_request']:.5f} float ({100 * p['carbon_rel_diff_frac']:+.2f}%), "
-                         f"quality {100 * p['fixed_quality_vs_base_frac']:.1f}% vs {100 * p['float_quality_vs_base_frac']:.1f}%")
-    return table

@@ -45,7 +45,8 @@ def replace(src, dst):
 os.replace = replace
 import torch
 torch.set_num_threads(1)
-from aolo.train.training import TrainConfig, train
+from aolo.train.train_config import TrainConfig
+from aolo.train.training import train
 train(TrainConfig(**config), show_progress=False)
 """
 

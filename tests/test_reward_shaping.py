@@ -16,7 +16,8 @@ from aolo.train.reward_shaping import MULTIPLIER_MAX, QualityController, RewardS
 from aolo.train.run import STATE_FILE, read_evaluations
 from aolo.train.sb3_vec_env import ServiceVecEnv
 from aolo.train.shaped_replay import ShapedReplayBuffer
-from aolo.train.training import TrainConfig, train
+from aolo.train.train_config import TrainConfig
+from aolo.train.training import train
 
 torch.set_num_threads(1)
 

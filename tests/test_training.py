@@ -23,7 +23,8 @@ from aolo.train.run import is_run_dir, load_run, read_evaluations
 from aolo.train.sb3_vec_env import ServiceVecEnv
 from aolo.train.simulator import ServiceModel
 from aolo.train.seeds import VALIDATION_SEEDS
-from aolo.train.training import TrainConfig, field_docs, train
+from aolo.train.train_config import TrainConfig, field_docs
+from aolo.train.training import train
 
 torch.set_num_threads(1)  # 2-core machine shared with other test runs
 

@@ -34,31 +34,6 @@ def _parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def results_table(results, title: str):
-    """A rich table of evaluation results, BASE first and savings paired against it."""
-    from rich.table import Table
-
-    from .evaluate import summary_row
-
-    base = next(r for r in results if r.policy == "base")
-    table = Table(title=title)
-    for col in ("policy", "carbon g/req", "inference", "radio", "actor", "embodied", "saving vs BASE",
-                "quality vs BASE", "late/outage", "outage", "floor viol."):
-        table.add_column(col, justify="left" if col == "policy" else "right")
-    for r in results:
-        row = summary_row(r, base)
-        spread = f" [{100 * row['saving_min_frac']:.1f}, {100 * row['saving_max_frac']:.1f}]" if len(r.per_seed) > 1 else ""
-        table.add_row(
-            r.policy, f"{row['carbon_g_per_request']:.4f}", f"{row['inference_g_per_request']:.4f}",
-            f"{row['radio_g_per_request']:.4f}", f"{row['actor_g_per_request']:.2e}",
-            f"{row['embodied_gpu_g_per_request'] + row['embodied_bs_g_per_request']:.4f}",
-            f"{100 * row['saving_vs_base_frac']:.1f}%{spread}", f"{100 * row['quality_vs_base_frac']:.1f}%",
-            f"{100 * row['latency_violation_frac']:.2f}%", f"{100 * row['outage_frac']:.2f}%",
-            f"{100 * row['floor_violation_frac']:.1f}%",
-        )
-    return table
-
-
 def _is_run_dir(path: str) -> bool:
     from .run import is_run_dir
 
@@ -130,6 +105,8 @@ def register(app: typer.Typer) -> None:
             for name in names:
                 pol = REFERENCE_POLICIES[name]() if name in REFERENCE_POLICIES else _learned_policy(name)
                 results.append(evaluate_policy(pol, model, seed_list, n_bs=n_bs, days=days, progress=bar))
+        from .tables import results_table
+
         console().print(results_table(results, f"scenario {sc.name}, grid {sc.grid}, seeds {seed_list}, "
                                                f"{n_bs} BS x {days} day(s)"))
         if out is not None:
@@ -230,7 +207,7 @@ def _config_from_cli(values: dict) -> "object":
     from dataclasses import fields
 
     from .popsan_config import PopSANConfig
-    from .training import TrainConfig
+    from .train_config import TrainConfig
 
     def coerce(cls, name, value):
         hint = typing.get_type_hints(cls)[name]
@@ -264,7 +241,7 @@ def register_training(app: typer.Typer) -> None:
     from dataclasses import MISSING, fields
 
     from .popsan_config import PopSANConfig
-    from .training import TrainConfig, field_docs
+    from .train_config import TrainConfig, field_docs
 
     def train_cmd(**values) -> None:
         """Train SDRL (PopSAN actor) or SAC (MLP actor) and write runs/<scenario>__<algo>__<seed>__<time>/
@@ -431,26 +408,6 @@ def register_replay(app: typer.Typer) -> None:
                                 actor_hardware=actor_hardware, n_bs=n_bs, days=days, progress=bar)
         except (BundleError, BackendError, ValueError, OSError) as e:
             _fail(str(e))
+        from .tables import replay_table
+
         console().print(replay_table(result))
-
-
-def replay_table(result):
-    """The ledger's carbon report beside the evaluation of the same policy on the same seed."""
-    from rich.table import Table
-
-    from .evaluate import COMPONENTS
-
-    totals = result.ledger_totals
-    ev = result.evaluation.per_seed[0]
-    n = totals["count"]
-    table = Table(title=f"replay through the runtime ({result.backend}/{result.precision}, actor energy charged for "
-                        f"{result.actor_hardware}: {result.actor_energy_j:.3g} J/decision), ledger {result.ledger_path}")
-    for col in ("component", "ledger total (g)", "ledger per request (g)", "evaluate total (g)", "rel. difference"):
-        table.add_column(col, justify="left" if col == "component" else "right")
-    for c in COMPONENTS + ("total_g",):
-        a, b = totals["sum"][c], ev.carbon_sum_g[c]
-        table.add_row(c, f"{a:.6g}", f"{a / max(n, 1):.6g}", f"{b:.6g}", f"{abs(a - b) / max(abs(b), 1e-300):.1e}")
-    levels = ", ".join(f"{k} {v}" for k, v in totals.get("by_level", {}).items())
-    table.caption = (f"{n} requests in the ledger ({ev.n_requests} evaluated); levels {levels}; "
-                     f"fallbacks {result.fallbacks}; outages {int(totals.get('outages', 0))}")
-    return table

@@ -85,7 +85,7 @@ class TrainedRun:
     """A loaded run.
 
     :param run_dir: the directory
-    :param config: its :class:`aolo.train.training.TrainConfig`
+    :param config: its :class:`aolo.train.train_config.TrainConfig`
     :param model: the SB3 SAC model (no env attached); its actor holds the shipped weights (the
         actor average, if the run has one and it was loaded)
     :param spec: the deterministic actor as an :class:`ActorSpec`, read from ``actor_spec.json``
@@ -126,7 +126,7 @@ def load_run(run_dir: str | Path, averaged: bool = True) -> TrainedRun:
     """
     from stable_baselines3 import SAC
 
-    from .training import TrainConfig
+    from .train_config import TrainConfig
 
     run_dir = Path(run_dir)
     if not is_run_dir(run_dir):
