@@ -10,15 +10,16 @@ quantisation report travel inside the bundle.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
+from aolo.runtime.actor_spec import ActorSpec
+from aolo.runtime.atomic_files import write_json_atomic
 from aolo.runtime.bundle import ActionSpec, PolicyBundle, write_bundle
 from aolo.runtime.energy import count_ops, op_counts_to_dict
 from aolo.runtime.fixed_point import load_fixed_point, quantize_actor, save_fixed_point
@@ -74,7 +75,6 @@ def export_run(run_dir: str | Path, out: str | Path, targets: Sequence[str] = TA
     from aolo.train.scenario import get_scenario
 
     from .nir_graph import write_nir
-    from .quantization import layer_table, policy_effect, report_dict
 
     run = load_run(run_dir)
     spec = run.spec
@@ -108,21 +108,7 @@ def export_run(run_dir: str | Path, out: str | Path, targets: Sequence[str] = TA
             result.parity.append(check_nir(spec, path, obs[:1000]))
             artefacts["nir"] = path
         if "lava" in targets:
-            t0 = time.perf_counter()
-            fixed = quantize_actor(spec)
-            path = save_fixed_point(fixed, tmp / "lava_fixed.npz")
-            fixed = load_fixed_point(spec, path)  # check what the bundle will hold
-            result.export_s["lava"] = time.perf_counter() - t0
-            log(f"running Lava float and fixed networks on {n_lava_obs} observations ...")
-            result.parity.append(check_lava_float(spec, obs[:n_lava_obs]))
-            result.parity.extend(check_lava_fixed(spec, fixed, obs[:n_lava_obs]))
-            log("evaluating the fixed-point actor against float on the evaluation seeds ...")
-            result.quantization = report_dict(layer_table(spec, fixed, obs[:2000]),
-                                              policy_effect(spec, fixed, run.config.scenario, list(eval_seeds)))
-            qpath = tmp / "quantization_report.json"
-            qpath.write_text(json.dumps(result.quantization, indent=1))
-            artefacts["quantization_report"] = qpath
-            artefacts["lava_fixed"] = path
+            artefacts.update(_export_lava(spec, obs, tmp, result, n_lava_obs, run.config.scenario, eval_seeds, log))
         failed = [p for p in result.parity if not p.passed]
         if failed:
             raise ValueError("parity failed: " + "; ".join(f"{p.target} vs {p.reference}: {p.criterion} "
@@ -131,9 +117,7 @@ def export_run(run_dir: str | Path, out: str | Path, targets: Sequence[str] = TA
         obs_path = tmp / "observations.npy"
         np.save(obs_path, obs[:N_BUNDLED_OBS])
         artefacts["observations"] = obs_path
-        parity_path = tmp / "parity.json"
-        parity_path.write_text(json.dumps([p.to_dict() for p in result.parity], indent=1))
-        artefacts["parity"] = parity_path
+        artefacts["parity"] = write_json_atomic(tmp / "parity.json", [p.to_dict() for p in result.parity])
         op_counts = op_counts_to_dict(count_ops(spec, obs[:N_BUNDLED_OBS]))
         training = {"run_dir": str(Path(run_dir).resolve()), "algo": run.config.algo, "seed": run.config.seed,
                     "steps": int(run.state.get("num_timesteps", 0)), "scenario": scenario.to_dict()}
@@ -170,3 +154,30 @@ def verify_bundle(path: str | Path, n_obs: int = 10_000, n_lava_obs: int = 200, 
         results.append(check_lava_float(spec, obs[:n_lava_obs]))
         results.extend(check_lava_fixed(spec, load_fixed_point(spec, bundle.file("lava_fixed")), obs[:n_lava_obs]))
     return results
+
+
+def _export_lava(spec: ActorSpec, obs: np.ndarray, tmp: Path, result: ExportResult, n_lava_obs: int, scenario: str,
+                 eval_seeds: Sequence[int], log: Callable[[str], object]) -> dict[str, Path]:
+    """The Lava target: quantise to Loihi 2 fixed point, check float and fixed Lava networks
+    against the reference, and report what quantisation changes (parity and the report go into
+    ``result``).
+
+    :param obs: (n, obs_dim) float32 scenario observations
+    :param tmp: folder for the artefacts
+    :return: the artefacts, target -> file (``lava_fixed``, ``quantization_report``)
+    """
+    from .quantization import layer_table, policy_effect, report_dict
+
+    t0 = time.perf_counter()
+    fixed = quantize_actor(spec)
+    path = save_fixed_point(fixed, tmp / "lava_fixed.npz")
+    fixed = load_fixed_point(spec, path)  # check what the bundle will hold
+    result.export_s["lava"] = time.perf_counter() - t0
+    log(f"running Lava float and fixed networks on {n_lava_obs} observations ...")
+    result.parity.append(check_lava_float(spec, obs[:n_lava_obs]))
+    result.parity.extend(check_lava_fixed(spec, fixed, obs[:n_lava_obs]))
+    log("evaluating the fixed-point actor against float on the evaluation seeds ...")
+    result.quantization = report_dict(layer_table(spec, fixed, obs[:2000]),
+                                      policy_effect(spec, fixed, scenario, list(eval_seeds)))
+    qpath = write_json_atomic(tmp / "quantization_report.json", result.quantization)
+    return {"quantization_report": qpath, "lava_fixed": path}
