@@ -76,9 +76,11 @@ def test_observation_is_built_as_in_training_from_the_grid_at_the_request_hour(s
     obs, used = service.observe(batch)
     norm = trailing_minmax_norm(GRID.ci_g_per_kwh)
     expected = build_observation(
-        norm[hours], GRID.ci_g_per_kwh[hours], (np.array(hours) + GRID.start_utc.hour) % 24,
-        [h % 6 for h in hours], [64] * 4, [12.0] * 4, [-105.0] * 4, [h % 9 for h in hours],
-        [0.1 * norm[h] for h in hours])  # empty window: slack = 1 - (1 - xi * ci_norm) * 1
+        ci_norm=norm[hours], ci_g_per_kwh=GRID.ci_g_per_kwh[hours],
+        hour_of_day_utc=(np.array(hours) + GRID.start_utc.hour) % 24, task_class=[h % 6 for h in hours],
+        prompt_tokens=[64] * 4, deadline_s=[12.0] * 4, gain_db=[-105.0] * 4,
+        active_sessions=[h % 9 for h in hours],
+        quality_slack=[0.1 * norm[h] for h in hours])  # empty window: slack = 1 - (1 - xi * ci_norm) * 1
     np.testing.assert_allclose(obs, expected, rtol=0, atol=1e-6)
     assert [u[0] for u in used] == list(GRID.ci_g_per_kwh[hours])
 
