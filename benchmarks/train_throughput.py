@@ -17,7 +17,8 @@ from aolo.train.sac_policy import make_sac
 from aolo.train.sb3_vec_env import ServiceVecEnv
 from aolo.train.scenario import get_scenario
 from aolo.train.simulator import ServiceModel
-from aolo.train.training import TrainConfig, sac_kwargs
+from aolo.train.train_config import TrainConfig
+from aolo.train.training import sac_kwargs
 
 
 def learn_rate(algo: str, env: ServiceVecEnv, config: TrainConfig, steps: int) -> tuple[float, float]:
@@ -34,9 +35,9 @@ def learn_rate(algo: str, env: ServiceVecEnv, config: TrainConfig, steps: int) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
-    parser.add_argument("--n-envs", type=int, default=TrainConfig.n_envs, help="base stations stepped at once")
+    parser.add_argument("--n-envs", type=int, default=TrainConfig().n_envs, help="base stations stepped at once")
     parser.add_argument("--steps", type=int, default=16_000, help="environment steps to time per algorithm")
-    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="minibatch per gradient step")
+    parser.add_argument("--batch-size", type=int, default=TrainConfig().batch_size, help="minibatch per gradient step")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = TrainConfig(n_envs=args.n_envs, batch_size=args.batch_size, learning_starts=2_000)

@@ -17,13 +17,15 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
+from aolo.runtime.actor_spec import ActorSpec
+from aolo.runtime.atomic_files import write_json_atomic
 from aolo.runtime.bundle import ActionSpec, PolicyBundle, write_bundle
 from aolo.runtime.energy import count_ops, op_counts_to_dict
-from aolo.runtime.fixed_point import load_fixed_point, quantize_actor, save_fixed_point
+from aolo.runtime.fixed_point import FixedPointActor, load_fixed_point, quantize_actor, save_fixed_point
 from aolo.train.seeds import EVAL_SEEDS
 
 from .parity import (ParityResult, check_actions, check_lava_fixed, check_lava_float, check_netx, check_nir,
@@ -86,9 +88,7 @@ def export_run(run_dir: str | Path, out: str | Path, targets: Sequence[str] = TA
 
     from aolo.runtime.loihi_fit import LoihiLimits, loihi_resources
 
-    from .netx import write_netx
     from .nir_graph import write_nir
-    from .quantization import layer_table, policy_effect, report_dict
 
     run = load_run(run_dir)
     spec = run.spec
@@ -130,34 +130,14 @@ def export_run(run_dir: str | Path, out: str | Path, targets: Sequence[str] = TA
                 raise ValueError(f"--to netx: the actor does not fit one Loihi 2 chip: {resources.violations[0]}")
             for line in resources.violations:
                 log(f"warning: {line}")
-            rpath = tmp / "loihi_resources.json"
-            rpath.write_text(json.dumps(result.loihi_resources, indent=1))
-            artefacts["loihi_resources"] = rpath
+            artefacts["loihi_resources"] = write_json_atomic(tmp / "loihi_resources.json", result.loihi_resources)
         if "lava" in targets:
             assert fixed is not None
-            t0 = time.perf_counter()
-            path = save_fixed_point(fixed, tmp / "lava_fixed.npz")
-            fixed = load_fixed_point(spec, path)  # check what the bundle will hold
-            result.export_s["lava"] = time.perf_counter() - t0
-            log(f"running Lava float and fixed networks on {n_lava_obs} observations ...")
-            result.parity.append(check_lava_float(spec, obs[:n_lava_obs]))
-            result.parity.extend(check_lava_fixed(spec, fixed, obs[:n_lava_obs]))
-            log("evaluating the fixed-point actor against float on the evaluation seeds ...")
-            result.quantization = report_dict(layer_table(spec, fixed, obs[:2000]),
-                                              policy_effect(spec, fixed, run.config.scenario, list(eval_seeds)))
-            qpath = tmp / "quantization_report.json"
-            qpath.write_text(json.dumps(result.quantization, indent=1))
-            artefacts["quantization_report"] = qpath
-            artefacts["lava_fixed"] = path
+            artefacts.update(_export_lava(spec, fixed, obs, tmp, result, n_lava_obs, run.config.scenario, eval_seeds,
+                                          log))
         if "netx" in targets:
             assert fixed is not None
-            t0 = time.perf_counter()
-            path = write_netx(fixed, tmp / "actor_netx.h5")
-            result.export_s["netx"] = time.perf_counter() - t0
-            log(f"running the netx file in lava-dl's netx and aolo's Lava fixed-point network on {n_lava_obs} "
-                "observations ...")
-            result.parity.append(check_netx(spec, fixed, path, obs[:n_lava_obs]))
-            artefacts["netx"] = path
+            artefacts["netx"] = _export_netx(spec, fixed, obs[:n_lava_obs], tmp, result, log)
         failed = [p for p in result.parity if not p.passed]
         if failed:
             raise ValueError("parity failed: " + "; ".join(f"{p.target} vs {p.reference}: {p.criterion} "
@@ -166,9 +146,7 @@ def export_run(run_dir: str | Path, out: str | Path, targets: Sequence[str] = TA
         obs_path = tmp / "observations.npy"
         np.save(obs_path, obs[:N_BUNDLED_OBS])
         artefacts["observations"] = obs_path
-        parity_path = tmp / "parity.json"
-        parity_path.write_text(json.dumps([p.to_dict() for p in result.parity], indent=1))
-        artefacts["parity"] = parity_path
+        artefacts["parity"] = write_json_atomic(tmp / "parity.json", [p.to_dict() for p in result.parity])
         op_counts = op_counts_to_dict(count_ops(spec, obs[:N_BUNDLED_OBS]))
         training = {"run_dir": str(Path(run_dir).resolve()), "algo": run.config.algo, "seed": run.config.seed,
                     "steps": int(run.state.get("num_timesteps", 0)), "scenario": scenario.to_dict()}
@@ -259,41 +237,49 @@ def bundle_loihi_resources(path: str | Path) -> tuple[dict | None, bool | None]:
     return now, recorded == now
 
 
-def resources_table(resources: dict, title: str):
-    """A rich table of a network's Loihi 2 resource use (``LoihiResources.to_dict()``)."""
-    from rich.table import Table
+def _export_lava(spec: ActorSpec, fixed: FixedPointActor, obs: np.ndarray, tmp: Path, result: ExportResult,
+                 n_lava_obs: int, scenario: str, eval_seeds: Sequence[int],
+                 log: Callable[[str], object]) -> dict[str, Path]:
+    """The Lava target: write the Loihi 2 fixed-point network, check float and fixed Lava networks
+    against the reference, and report what quantisation changes (parity and the report go into
+    ``result``).
 
-    limits = resources["limits"]
-    table = Table(title=title)
-    for col in ("layer", "inputs (fan-in)", "neurons", "synapses", "cores", "neurons/core", "synapses/core",
-                "memory/core", "fan-out", "routes/core", "weight bits", "threshold bits"):
-        table.add_column(col, justify="left" if col == "layer" else "right")
-    for r in resources["layers"]:
-        table.add_row(r["name"], str(r["n_in"]), str(r["neurons"]), str(r["synapses"]), str(r["cores"]),
-                      str(r["neurons_per_core"]), str(r["synapses_per_core"]),
-                      f"{r['memory_per_core_bits'] / 8192:.1f} KiB", str(r["fan_out"]),
-                      str(r["output_axons_per_core"]), str(r["weight_bits"]), str(r["threshold_bits"]))
-    table.add_row("limit", str(limits["input_axons_per_core"]), "", "", str(limits["cores_per_chip"]),
-                  str(limits["neurons_per_core"]), "", f"{limits['memory_per_core_bits'] / 8192:.0f} KiB", "",
-                  str(limits["output_axons_per_core"]), str(limits["weight_bits"]), str(limits["threshold_bits"]),
-                  style="dim")
-    verdict = "[green]fits[/green]" if resources["fits"] else "[red]does not fit[/red]: " + "; ".join(resources["violations"])
-    table.caption = (f"{resources['chip']}: {resources['cores']} of {limits['cores_per_chip']} cores, "
-                     f"{resources['neurons']} neurons, {resources['synapses']} synapses; {verdict}")
-    return table
+    :param fixed: the quantised actor (``quantize_actor(spec)``)
+    :param obs: (n, obs_dim) float32 scenario observations
+    :param tmp: folder for the artefacts
+    :return: the artefacts, target -> file (``lava_fixed``, ``quantization_report``)
+    """
+    from .quantization import layer_table, policy_effect, report_dict
 
-
-def parity_table(results: Sequence[ParityResult], title: str):
-    """A rich table of parity results."""
-    from rich.table import Table
-
-    table = Table(title=title)
-    for col in ("target", "reference", "observations", "max |Δaction|", "spike agreement", "criterion", "result", "s"):
-        table.add_column(col, justify="left" if col in ("target", "reference", "criterion") else "right")
-    for p in results:
-        spikes = "" if p.spike_agreement_frac is None else f"{100 * p.spike_agreement_frac:.3f}%"
-        table.add_row(p.target, p.reference, str(p.n_obs), f"{p.max_abs_action_diff:.2e}", spikes, p.criterion,
-                      "[green]pass[/green]" if p.passed else "[red]FAIL[/red]", f"{p.seconds:.1f}")
-    return table
+    t0 = time.perf_counter()
+    path = save_fixed_point(fixed, tmp / "lava_fixed.npz")
+    fixed = load_fixed_point(spec, path)  # check what the bundle will hold
+    result.export_s["lava"] = time.perf_counter() - t0
+    log(f"running Lava float and fixed networks on {n_lava_obs} observations ...")
+    result.parity.append(check_lava_float(spec, obs[:n_lava_obs]))
+    result.parity.extend(check_lava_fixed(spec, fixed, obs[:n_lava_obs]))
+    log("evaluating the fixed-point actor against float on the evaluation seeds ...")
+    result.quantization = report_dict(layer_table(spec, fixed, obs[:2000]),
+                                      policy_effect(spec, fixed, scenario, list(eval_seeds)))
+    qpath = write_json_atomic(tmp / "quantization_report.json", result.quantization)
+    return {"quantization_report": qpath, "lava_fixed": path}
 
 
+def _export_netx(spec: ActorSpec, fixed: FixedPointActor, obs: np.ndarray, tmp: Path, result: ExportResult,
+                 log: Callable[[str], object]) -> Path:
+    """The netx target: write lava-dl's HDF5 file of the fixed-point network and check that netx
+    runs it exactly as aolo's Lava fixed-point network (parity goes into ``result``).
+
+    :param fixed: the quantised actor
+    :param obs: (n, obs_dim) float32 observations run through both networks
+    :return: the file
+    """
+    from .netx import write_netx
+
+    t0 = time.perf_counter()
+    path = write_netx(fixed, tmp / "actor_netx.h5")
+    result.export_s["netx"] = time.perf_counter() - t0
+    log(f"running the netx file in lava-dl's netx and aolo's Lava fixed-point network on {obs.shape[0]} "
+        "observations ...")
+    result.parity.append(check_netx(spec, fixed, path, obs))
+    return path

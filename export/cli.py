@@ -35,7 +35,8 @@ def register(app: typer.Typer) -> None:
 
         from aolo.runtime.signing import sign_bundle
 
-        from .bundle_export import export_run, parity_table, parse_targets, resources_table
+        from .bundle_export import export_run, parse_targets
+        from .tables import parity_table, quantization_table, resources_table
 
         console = make_console()
         try:
@@ -48,7 +49,7 @@ def register(app: typer.Typer) -> None:
         console.print(parity_table(result.parity, f"export parity: {run_dir}"))
         console.print("export time per target: " + ", ".join(f"{k} {v:.2f} s" for k, v in result.export_s.items()))
         if result.quantization is not None:
-            console.print(_quantization_table(result.quantization))
+            console.print(quantization_table(result.quantization))
         if result.loihi_resources is not None:
             console.print(resources_table(result.loihi_resources, "Loihi 2 resource use"))
         console.print(f"[bold]bundle written to {result.bundle}[/bold]" + (f", signed by key {signer}" if signer else ""))
@@ -67,7 +68,8 @@ def register(app: typer.Typer) -> None:
         from aolo.runtime.bundle import BundleError, PolicyBundle
         from aolo.runtime.signing import load_trusted_keys, verify_signer
 
-        from .bundle_export import bundle_loihi_resources, parity_table, resources_table, verify_bundle
+        from .bundle_export import bundle_loihi_resources, verify_bundle
+        from .tables import parity_table, resources_table
 
         try:
             loaded = PolicyBundle.load(bundle)
@@ -90,22 +92,3 @@ def register(app: typer.Typer) -> None:
             console().print(resources_table(resources, f"Loihi 2 resource use ({record})"))
         if not all(r.passed for r in results) or recorded_equal is False:
             raise typer.Exit(1)
-
-
-def _quantization_table(report: dict):
-    from rich.table import Table
-
-    table = Table(title="quantisation to Loihi 2 fixed point")
-    for col in ("layer", "weight exp", "weight rel. RMS err", "threshold max rel. err", "spike agreement",
-                "rate float", "rate fixed"):
-        table.add_column(col, justify="right")
-    for r in report["layers"]:
-        table.add_row(r["layer"], str(r["weight_exp"]), f"{100 * r['weight_rel_rms_frac']:.2f}%",
-                      f"{100 * r['threshold_max_rel_frac']:.3f}%", f"{100 * r['spike_agreement_frac']:.2f}%",
-                      f"{100 * r['float_rate_frac']:.1f}%", f"{100 * r['fixed_rate_frac']:.1f}%")
-    p = report.get("policy")
-    if p:
-        table.caption = (f"policy: {p['fixed_carbon_g_per_request']:.5f} g/request fixed vs "
-                         f"{p['float_carbon_g_per_request']:.5f} float ({100 * p['carbon_rel_diff_frac']:+.2f}%), "
-                         f"quality {100 * p['fixed_quality_vs_base_frac']:.1f}% vs {100 * p['float_quality_vs_base_frac']:.1f}%")
-    return table

@@ -10,7 +10,8 @@ Layout (format version 2)::
 Every file but the manifest is listed in ``manifest.files`` with its SHA-256 and size, and
 ``PolicyBundle.sha256`` (the hash of ``manifest.json``) therefore pins the whole bundle; the
 ledger stores it on every row. The writer copies artefacts into a temporary sibling directory and
-renames it into place, so a reader never sees half a bundle. torch-free: numpy, pydantic, stdlib.
+renames it into place (:func:`aolo.runtime.atomic_files.replace_dir_atomic`, every file fsynced
+first), so a reader never sees half a bundle. torch-free: numpy, pydantic, stdlib.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import numpy as np
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .actor_spec import MAX_PARAMETERS, MAX_TIMESTEPS, ActorSpec, CubaLIF, Linear, PopulationDecoder, PopulationEncoder
+from .atomic_files import TEMP_SUFFIX, copy_file_atomic, replace_dir_atomic, write_text_atomic
 from .policy_io import ACT_DIM, LEVELS, OBSERVATION
 
 __all__ = [
@@ -416,6 +418,44 @@ def write_bundle(
         raise BundleError(f"actor spec: field 'act_dim': {spec.act_dim} does not match the action's {action.act_dim}")
     if out.exists() and not overwrite:
         raise BundleError(f"{out}: already exists (pass overwrite=True to replace it)")
+    sources = _artefact_sources(artefacts)
+    try:
+        spec_json = json.dumps(spec.to_dict(), allow_nan=False)
+    except ValueError as e:
+        raise BundleError(f"actor spec: parameters must be finite ({e})") from None
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=TEMP_SUFFIX, dir=out.parent))
+    try:
+        write_text_atomic(tmp / ACTOR_SPEC_FILE, spec_json)
+        names = {ACTOR_SPEC_TARGET: ACTOR_SPEC_FILE}
+        for target, (src, name) in sources.items():
+            copy_file_atomic(src, tmp / name)
+            names[target] = name
+        files = {t: FileEntry(path=n, sha256=_sha256_file(tmp / n), bytes=(tmp / n).stat().st_size)
+                 for t, n in names.items()}
+        versions = dict(profile_versions or {})
+        versions.setdefault(action.radio.name, action.radio.version)
+        manifest = _manifest(algo=algo, spec=spec, observation=observation, action=action, files=files,
+                             training=dict(training_metadata or {}), op_counts=dict(op_counts or {}),
+                             profile_versions=versions)
+        try:
+            text = json.dumps(manifest.model_dump(mode="json"), indent=2, allow_nan=False)
+        except ValueError as e:
+            raise BundleError(f"{MANIFEST_FILE}: training metadata and op counts must be JSON with finite numbers ({e})") from None
+        write_text_atomic(tmp / MANIFEST_FILE, text + "\n")
+        replace_dir_atomic(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _artefact_sources(artefacts: Mapping[str, str | os.PathLike]) -> dict[str, tuple[Path, str]]:
+    """Target -> (source file, file name in the bundle), every target and name checked.
+
+    :raises BundleError: a reserved or malformed target or name, a missing source, two targets on one name
+    """
     sources: dict[str, tuple[Path, str]] = {}
     for target, src in artefacts.items():
         src = Path(src)
@@ -429,46 +469,22 @@ def write_bundle(
         if any(name == n for _, n in sources.values()):
             raise BundleError(f"artefacts: target {target!r}: two targets would write {name!r}")
         sources[target] = (src, name)
-    try:
-        spec_json = json.dumps(spec.to_dict(), allow_nan=False)
-    except ValueError as e:
-        raise BundleError(f"actor spec: parameters must be finite ({e})") from None
+    return sources
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+
+def _manifest(*, algo: str, spec: ActorSpec, **fields: Any) -> "Manifest":
+    """The bundle's manifest, stamped now with this aolo version.
+
+    :raises BundleError: a field the manifest refuses (named with its path)
+    """
     try:
-        (tmp / ACTOR_SPEC_FILE).write_text(spec_json, encoding="utf-8")
-        names = {ACTOR_SPEC_TARGET: ACTOR_SPEC_FILE}
-        for target, (src, name) in sources.items():
-            shutil.copyfile(src, tmp / name)
-            names[target] = name
-        files = {t: FileEntry(path=n, sha256=_sha256_file(tmp / n), bytes=(tmp / n).stat().st_size)
-                 for t, n in names.items()}
-        versions = dict(profile_versions or {})
-        versions.setdefault(action.radio.name, action.radio.version)
-        try:
-            manifest = Manifest(
-                format_version=FORMAT_VERSION, created_utc=datetime.now(timezone.utc), aolo_version=_aolo_version(),
-                algo=algo, actor_kind=spec.kind, observation=observation, action=action, actor=actor_summary(spec),
-                files=files, training=dict(training_metadata or {}), op_counts=dict(op_counts or {}),
-                profile_versions=versions,
-            )
-        except ValidationError as e:
-            err = e.errors()[0]
-            raise BundleError(f"{MANIFEST_FILE}: field {_field_path(err['loc'])!r}: "
-                              f"{err['msg'].removeprefix('Value error, ')}") from None
-        try:
-            text = json.dumps(manifest.model_dump(mode="json"), indent=2, allow_nan=False)
-        except ValueError as e:
-            raise BundleError(f"{MANIFEST_FILE}: training metadata and op counts must be JSON with finite numbers ({e})") from None
-        (tmp / MANIFEST_FILE).write_text(text + "\n", encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+        return Manifest(format_version=FORMAT_VERSION, created_utc=datetime.now(timezone.utc),
+                        aolo_version=_aolo_version(), algo=algo, actor_kind=spec.kind, actor=actor_summary(spec),
+                        **fields)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise BundleError(f"{MANIFEST_FILE}: field {_field_path(err['loc'])!r}: "
+                          f"{err['msg'].removeprefix('Value error, ')}") from None
 
 
 # ---------------------------------------------------------------------------------------------

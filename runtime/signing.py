@@ -20,6 +20,7 @@ import json
 import os
 from pathlib import Path
 
+from .atomic_files import write_text_atomic
 from .bundle import MANIFEST_FILE, SIGNATURE_ALGORITHM, SIGNATURE_FILE, BundleError, PolicyBundle
 
 __all__ = ["SigningKeyError", "key_id", "load_public_key", "load_trusted_keys", "new_keypair", "sign_bundle",
@@ -141,9 +142,7 @@ def sign_bundle(bundle_dir: str | os.PathLike, private_key_path: str | os.PathLi
     kid = key_id(key.public_key())
     text = json.dumps({"algorithm": SIGNATURE_ALGORITHM, "key_id": kid,
                        "signature": base64.b64encode(signature).decode()})
-    tmp = bundle.path.parent / f".{bundle.path.name}.{SIGNATURE_FILE}.tmp"
-    tmp.write_text(text + "\n", encoding="utf-8")
-    os.replace(tmp, bundle.path / SIGNATURE_FILE)
+    write_text_atomic(bundle.path / SIGNATURE_FILE, text + "\n")
     return kid
 
 

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p runs/final
-COMMON="--scenario default --steps 150000 --eval-every-steps 25000 --torch-threads 1 --out-dir runs/final"
+COMMON="--scenario default --steps 150000 --torch-threads 1 --out-dir runs/final"
 start=$(date +%s)
 printf '%s\n' "sdrl 0" "sdrl 1" "sdrl 2" "sac 0" "sac 1" "sac 2" |
   xargs -P 2 -L 1 sh -c ".venv/bin/aolo train --algo \$0 --seed \$1 $COMMON > runs/final/train_\$0_\$1.log 2>&1"

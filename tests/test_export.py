@@ -10,7 +10,8 @@ from aolo.export.parity import scenario_observations
 from aolo.runtime.bundle import PolicyBundle
 from aolo.runtime.fixed_point import load_fixed_point
 from aolo.train.run import load_run
-from aolo.train.training import TrainConfig, train
+from aolo.train.train_config import TrainConfig
+from aolo.train.training import train
 
 
 def _tiny_run(tmp_path_factory, algo: str):

@@ -141,6 +141,13 @@ def test_popsan_config_rejects_decay_outside_unit_interval() -> None:
     assert PopSANConfig.coerce({"hidden_sizes": [8, 8]}).hidden_sizes == (8, 8)
 
 
+def test_popsan_config_of_an_older_run_loads_unless_it_used_the_removed_standardized_encoder() -> None:
+    # SB3 saved the policy's popsan arguments in model.zip; older runs carry encoder_init
+    assert PopSANConfig.coerce({"encoder_init": "range", "timesteps": 3}) == PopSANConfig(timesteps=3)
+    with pytest.raises(ValueError, match="encoder_init = 'standardized': this field was removed"):
+        PopSANConfig.coerce({"encoder_init": "standardized"})
+
+
 @pytest.mark.parametrize("algo", ["sdrl", "sac"])
 def test_learn_runs_a_few_hundred_pendulum_steps(algo: str) -> None:
     unit = np.ones(1, np.float32)
@@ -151,38 +158,3 @@ def test_learn_runs_a_few_hundred_pendulum_steps(algo: str) -> None:
     assert model.num_timesteps == 300 and model._n_updates >= 200
     after = list(model.policy.actor.parameters())
     assert all(not torch.equal(b, a) for b, a in zip(before, after)), "every actor parameter should be trained"
-
-
-def test_encoder_standardize_reads_range_and_width_in_each_dimensions_standard_deviations() -> None:
-    from aolo.train.popsan import PopulationEncoder
-
-    enc = PopulationEncoder(obs_dim=3, pop=5, mean_range=(-3.0, 3.0), std_init=0.4)
-    wide = enc(torch.tensor([[0.0, 0.6, 2.0], [0.0, 0.7, 2.0]]), timesteps=5)
-    enc.standardize(torch.tensor([0.0, 0.65, 2.0]), torch.tensor([1.0, 0.05, 0.0]))
-    torch.testing.assert_close(enc.mean[0], torch.linspace(-3.0, 3.0, 5))  # already standard
-    torch.testing.assert_close(enc.mean[1], 0.65 + 0.05 * torch.linspace(-3.0, 3.0, 5))
-    torch.testing.assert_close(enc.mean[2], torch.linspace(-3.0, 3.0, 5))  # a constant input keeps its fields
-    torch.testing.assert_close(enc.std[:, 0], torch.tensor([0.4, 0.02, 0.4]))
-    # a narrow input hardly moved PopSAN's spike counts; standardised, its population's code changes
-    def counts(fields, x):
-        return tuple(torch.stack(fields).sum(0)[x, 5:10].tolist())
-    narrow = enc(torch.tensor([[0.0, 0.6, 2.0], [0.0, 0.7, 2.0]]), timesteps=5)
-    assert sum(abs(a - b) for a, b in zip(counts(wide, 0), counts(wide, 1))) <= 2
-    assert sum(abs(a - b) for a, b in zip(counts(narrow, 0), counts(narrow, 1))) >= 4
-
-
-def test_observation_stats_come_from_a_calibration_day_served_by_the_class_aware_lp() -> None:
-    from aolo.runtime.policy_io import OBS_FIELDS
-    from aolo.train.scenario import get_scenario
-    from aolo.train.simulator import ServiceModel
-    from aolo.train.training import observation_stats
-
-    mean, std = observation_stats(ServiceModel(get_scenario("tiny")), n_bs=4)
-    names = list(OBS_FIELDS)
-    assert mean.shape == std.shape == (len(names),) and np.all(std >= 0)
-    classes = [i for i, n in enumerate(names) if n.startswith("class_")]
-    assert mean[classes].sum() == pytest.approx(1.0, abs=1e-5) and np.all(std[classes] > 0)
-    # the LP holds the quality window near its floor, so the slack's spread is a few points
-    slack = names.index("quality_slack")
-    assert abs(mean[slack]) < 0.1 and 0 < std[slack] < 0.2
-    assert std[names.index("ci_g_per_kwh_scaled")] < 0.1

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import typer.main
 from typer.testing import CliRunner
 
 from aolo.cli import app
@@ -23,7 +24,8 @@ from aolo.train.run import is_run_dir, load_run, read_evaluations
 from aolo.train.sb3_vec_env import ServiceVecEnv
 from aolo.train.simulator import ServiceModel
 from aolo.train.seeds import VALIDATION_SEEDS
-from aolo.train.training import TrainConfig, field_docs, train
+from aolo.train.train_config import PopSANConfig, TrainConfig
+from aolo.train.training import train
 
 torch.set_num_threads(1)  # 2-core machine shared with other test runs
 
@@ -113,19 +115,88 @@ def test_train_config_rejects_evaluation_seeds_for_training_or_validation():
         TrainConfig(seed=VALIDATION_SEEDS[0])
 
 
-def test_every_train_config_field_has_a_docstring_that_feeds_the_cli_help():
-    docs = field_docs(TrainConfig)
-    assert set(docs) == set(TrainConfig.__dataclass_fields__)
+def test_every_config_field_has_a_one_line_help_and_train_lists_at_most_30_options():
+    for model in (TrainConfig, PopSANConfig):
+        for name, info in model.model_fields.items():
+            assert info.description and "\n" not in info.description and len(info.description) <= 100, name
+    command = typer.main.get_command(app).commands["train"]
+    options = [opt for param in command.params for opt in param.opts if opt.startswith("--")]
+    assert len(options) <= 30 and "--config" in options and "--resume" in options
     result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "400"})
-    assert result.exit_code == 0
-    assert "--quality-bonus" in result.output and "--popsan-timesteps" in result.output
-    assert docs["learning_starts"] in result.output
+    assert result.exit_code == 0 and TrainConfig.model_fields["learning_rate"].description in result.output
+    assert "--quality-bonus" not in result.output  # set from a config file
 
 
 def test_train_config_round_trips_through_json():
     cfg = TrainConfig(algo="sac", actor_hidden=(32, 16), popsan={"timesteps": 3})
     back = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert back == cfg and back.popsan.timesteps == 3
+
+
+OLDER_DEFAULTS = {"quality_penalty": None, "latency_penalty": None, "quality_target": None,
+                  "quality_target_rate": 5e-4, "quality_target_start": 40_000, "reward_scale": 1.0}
+"""Fields an older aolo wrote into every config.json, at the values its default runs had."""
+
+
+def test_an_older_config_loads_and_one_that_set_a_removed_knob_is_refused_naming_it():
+    old = {**TrainConfig().to_dict(), **OLDER_DEFAULTS}
+    old["popsan"] = {**old["popsan"], "encoder_init": "range"}
+    del old["device"]
+    assert TrainConfig.from_dict(old) == TrainConfig()
+    with pytest.raises(ValueError, match=r"^runs/x/config.json: TrainConfig.quality_target = 1.0: this field was "
+                                         r"removed \(docs/model.md keeps its results\); only None can be read$"):
+        TrainConfig.from_dict({**old, "quality_target": 1.0}, "runs/x/config.json")
+    with pytest.raises(ValueError, match=r"field 'popsan': PopSANConfig.encoder_init = 'standardized'"):
+        TrainConfig.from_dict({**old, "popsan": {"encoder_init": "standardized"}}, "config.json")
+
+
+def _as_an_older_aolo_wrote_it(run_dir: Path, to: Path) -> Path:
+    """A copy of a run directory with the config.json and model.zip an older aolo wrote: the removed
+    fields at their defaults, PopSAN's encoder_init in SB3's saved policy arguments, and SB3's
+    replay buffer class named as the ShapedReplayBuffer of a module that no longer exists."""
+    import base64
+    import shutil
+    import sys
+    import types
+    import zipfile
+
+    import cloudpickle
+    from stable_baselines3.common.buffers import ReplayBuffer
+
+    shutil.copytree(run_dir, to)
+    config = {**json.loads((to / "config.json").read_text()), **OLDER_DEFAULTS}
+    config["popsan"]["encoder_init"] = "range"
+    del config["device"]
+    (to / "config.json").write_text(json.dumps(config))
+    with zipfile.ZipFile(to / "model.zip") as z:
+        files = {name: z.read(name) for name in z.namelist()}
+    data = json.loads(files["data"])
+    data["policy_kwargs"]["popsan"]["encoder_init"] = "range"
+    gone = types.ModuleType("aolo.train.shaped_replay")
+    gone.ShapedReplayBuffer = type("ShapedReplayBuffer", (ReplayBuffer,), {"__module__": gone.__name__})
+    sys.modules[gone.__name__] = gone
+    try:
+        pickled = cloudpickle.dumps(gone.ShapedReplayBuffer)
+    finally:
+        del sys.modules[gone.__name__]
+    data["replay_buffer_class"][":serialized:"] = base64.b64encode(pickled).decode()
+    files["data"] = json.dumps(data).encode()
+    with zipfile.ZipFile(to / "model.zip", "w") as z:
+        for name, content in files.items():
+            z.writestr(name, content)
+    return to
+
+
+def test_an_older_run_directory_loads_and_evaluates(sdrl_run, tmp_path):
+    old = _as_an_older_aolo_wrote_it(sdrl_run, tmp_path / sdrl_run.name)
+    with pytest.raises(ModuleNotFoundError):  # what SB3 alone would do with it
+        from stable_baselines3 import SAC
+        SAC.load(old / "model.zip", device="cpu")
+    obs = np.random.default_rng(3).uniform(-0.5, 1.5, (64, 15)).astype(np.float32)
+    np.testing.assert_array_equal(load_run(old).act(obs), load_run(sdrl_run).act(obs))
+    result = CliRunner().invoke(app, ["evaluate", "--scenario", "tiny", "--policy", str(old), "--seeds", "501",
+                                      "--n-bs", "1"])
+    assert result.exit_code == 0, result.output
 
 
 # --- runs ------------------------------------------------------------------------------------
@@ -225,27 +296,47 @@ def test_evaluate_rejects_a_policy_that_is_neither_known_nor_a_run(tmp_path):
     assert result.exit_code == 2 and "training run directory" in result.output
 
 
-def test_train_command_writes_a_run_dir(tmp_path):
-    result = CliRunner().invoke(app, ["train", "--algo", "sac", "--scenario", "tiny", "--steps", "300",
-                                      "--learning-starts", "200", "--n-envs", "2", "--eval-seeds", "501",
-                                      "--eval-n-bs", "1", "--ent-coef-lr", "None", "--quality-penalty", "1.5",
-                                      "--out-dir", str(tmp_path)])
+def test_train_command_takes_the_other_fields_from_a_config_file_and_saves_the_whole_config(tmp_path):
+    toml = tmp_path / "run.toml"
+    toml.write_text('scenario = "tiny"\nsteps = 100\nlearning_starts = 200\nn_envs = 2\neval_seeds = [501]\n'
+                    'eval_n_bs = 1\nent_coef_lr = 1e-3\n\n[popsan]\ntimesteps = 3\n')
+    result = CliRunner().invoke(app, ["train", "--config", str(toml), "--algo", "sac", "--steps", "300",
+                                      "--out-dir", str(tmp_path / "runs")])
     assert result.exit_code == 0, result.output
-    (run_dir,) = tmp_path.iterdir()
+    (run_dir,) = (tmp_path / "runs").iterdir()
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["steps"] == 300 and config["ent_coef_lr"] is None and config["quality_penalty"] == 1.5
-    assert config["learning_rate_end"] == TrainConfig.learning_rate_end and config["target_entropy"] is None
+    assert config["steps"] == 300 and config["learning_starts"] == 200 and config["ent_coef_lr"] == 1e-3
+    assert config["popsan"]["timesteps"] == 3 and config["popsan"]["hidden_sizes"] == [32, 32]
+    assert config["learning_rate_end"] == 3e-5 and config["target_entropy"] is None and set(config) == set(
+        TrainConfig.model_fields)
 
 
-def test_train_command_names_an_optional_number_it_cannot_read(tmp_path):
-    result = CliRunner().invoke(app, ["train", "--learning-rate-end", "fast", "--out-dir", str(tmp_path)])
-    assert result.exit_code == 2 and "--learning-rate-end: 'fast' is not a float or 'none'" in result.output
-    assert not list(tmp_path.iterdir())
+def test_train_command_names_the_file_or_option_and_the_field_in_one_line(tmp_path):
+    toml = tmp_path / "run.toml"
+    for text, message in (("gamma = 2.0\n", f"error: {toml} and the options: field 'gamma': Input should be less "
+                                             "than or equal to 1"),
+                          ("steps = \n", f"error: {toml}: Invalid value (at line 1, column 9)"),
+                          ("[popsan]\nencoder_init = 'standardized'\n", "PopSANConfig.encoder_init = 'standardized': "
+                                                                       "this field was removed")):
+        toml.write_text(text)
+        result = CliRunner().invoke(app, ["train", "--config", str(toml), "--out-dir", str(tmp_path / "runs")])
+        assert result.exit_code == 2 and message in result.output and len(result.output.splitlines()) == 1, \
+            result.output
+    result = CliRunner().invoke(app, ["train", "--actor-hidden", "64,x", "--out-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "--actor-hidden: '64,x' is not a comma-separated list of integers" in result.output
+    result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path), "--algo", "sac"])
+    assert result.exit_code == 2 and "only --steps, --torch-threads and --device apply (got --algo)" in result.output
+    result = CliRunner().invoke(app, ["train", "--device", "tpu", "--out-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "field 'device': Input should be 'auto', 'cpu' or 'cuda'" in result.output
+    if not torch.cuda.is_available():
+        result = CliRunner().invoke(app, ["train", "--device", "cuda", "--out-dir", str(tmp_path / "runs")])
+        assert result.exit_code == 2 and "torch sees no CUDA device here" in result.output
+    assert not (tmp_path / "runs").exists()
 
 
 def test_train_command_rejects_an_evaluation_seed_in_one_line(tmp_path):
     result = CliRunner().invoke(app, ["train", "--seed", "1001", "--out-dir", str(tmp_path)])
-    assert result.exit_code == 2 and "error: TrainConfig.seed 1001" in result.output
+    assert result.exit_code == 2 and "error: options: seed 1001 is an evaluation or validation seed" in result.output
     assert "Traceback" not in result.output
 
 
@@ -398,7 +489,7 @@ def test_by_default_the_last_third_of_a_run_is_averaged():
     assert TrainConfig(steps=6_000).actor_average_start == 5_000  # never before learning_starts
     assert TrainConfig(steps=60_000, actor_average_steps=10_000).actor_average_start == 50_000
     assert TrainConfig(actor_average_steps=0).actor_average_window == 0
-    with pytest.raises(ValueError, match="actor_average_steps must be >= 0"):
+    with pytest.raises(ValueError, match="actor_average_steps"):
         TrainConfig(actor_average_steps=-1)
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from aolo.runtime.atomic_files import atomic_path
+
 __all__ = ["ActorAverage", "averaged_weights"]
 
 
@@ -46,11 +48,10 @@ class ActorAverage:
                     self.mean[name].add_(p.detach() - self.mean[name], alpha=1.0 / self.count)
 
     def save(self, path: str | Path) -> None:
-        """Write ``{"count", "first_step", "mean"}`` with ``torch.save`` (replaced atomically)."""
-        path = Path(path)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save({"count": self.count, "first_step": self.first_step, "mean": self.mean}, tmp)
-        tmp.replace(path)
+        """Write ``{"count", "first_step", "mean"}`` with ``torch.save``, replacing ``path``
+        atomically (:func:`aolo.runtime.atomic_files.atomic_path`)."""
+        with atomic_path(path) as tmp:
+            torch.save({"count": self.count, "first_step": self.first_step, "mean": self.mean}, tmp)
 
     @classmethod
     def load(cls, path: str | Path) -> "ActorAverage":

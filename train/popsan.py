@@ -80,24 +80,6 @@ class PopulationEncoder(nn.Module):
         # enough to flip a regular spike whose voltage sits at vth).
         return torch.exp((-0.5 * z * z).double()).to(z.dtype).reshape(obs.shape[0], -1)
 
-    @torch.no_grad()
-    def standardize(self, obs_mean: torch.Tensor, obs_std: torch.Tensor) -> None:
-        """Read the current means and widths in units of each dimension's standard deviation
-        around its mean: ``mean <- obs_mean + obs_std * mean``, ``std <- obs_std * std``, so that
-        PopSAN's range, meant for standardised inputs, covers each input where it varies. A
-        dimension with ``obs_std <= 0`` keeps its parameters.
-
-        :param obs_mean: (obs_dim,) float, observation units
-        :param obs_std: (obs_dim,) float, observation units
-        """
-        obs_mean = torch.as_tensor(obs_mean, dtype=torch.float32)
-        obs_std = torch.as_tensor(obs_std, dtype=torch.float32)
-        varies = obs_std > 0
-        scale = torch.where(varies, obs_std, torch.ones_like(obs_std))[:, None]
-        shift = torch.where(varies, obs_mean, torch.zeros_like(obs_mean))[:, None]
-        self.mean.copy_(shift + scale * self.mean)
-        self.std.copy_(scale * self.std)
-
     def forward(self, obs: torch.Tensor, timesteps: int) -> list[torch.Tensor]:
         """Regular spike trains.
 

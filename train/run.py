@@ -12,6 +12,10 @@ A run dir (``runs/<scenario>__<algo>__<seed>__<timestamp>/``, written by
     evaluations.jsonl    one line per periodic evaluation on the validation seeds
     progress.csv, tb/    SB3 logger output (csv, TensorBoard)
     replay_buffer.pkl    only with save_replay_buffer
+
+Every checkpoint replaces model.zip, actor_average.pt, actor_spec.json, evaluations.jsonl,
+replay_buffer.pkl and train_state.json together, through ``.checkpoint/``
+(:mod:`aolo.train.checkpoint`), so that they always describe the same step.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from aolo.runtime.actor_spec import ActorSpec
 
 __all__ = ["TrainedRun", "load_run", "is_run_dir", "deterministic_actor", "read_evaluations",
            "CONFIG_FILE", "MODEL_FILE", "ACTOR_SPEC_FILE", "EVALUATIONS_FILE", "STATE_FILE", "VERSIONS_FILE",
-           "REPLAY_FILE", "ACTOR_AVERAGE_FILE"]
+           "REPLAY_FILE", "ACTOR_AVERAGE_FILE", "PROGRESS_FILE", "sb3_custom_objects"]
 
 CONFIG_FILE = "config.json"
 VERSIONS_FILE = "versions.json"
@@ -35,8 +39,18 @@ MODEL_FILE = "model.zip"
 ACTOR_SPEC_FILE = "actor_spec.json"
 STATE_FILE = "train_state.json"
 EVALUATIONS_FILE = "evaluations.jsonl"
+PROGRESS_FILE = "progress.csv"
 REPLAY_FILE = "replay_buffer.pkl"
 ACTOR_AVERAGE_FILE = "actor_average.pt"
+
+
+def sb3_custom_objects() -> dict[str, Any]:
+    """What :meth:`SAC.load` must take as given rather than unpickle from a ``model.zip``: older
+    runs name a replay buffer class that no longer exists (their ShapedReplayBuffer sampled what
+    SB3's ReplayBuffer samples with the fixed multiplier every run used)."""
+    from stable_baselines3.common.buffers import ReplayBuffer
+
+    return {"replay_buffer_class": ReplayBuffer}
 
 
 def is_run_dir(path: str | Path) -> bool:
@@ -81,7 +95,7 @@ class TrainedRun:
     """A loaded run.
 
     :param run_dir: the directory
-    :param config: its :class:`aolo.train.training.TrainConfig`
+    :param config: its :class:`aolo.train.train_config.TrainConfig`
     :param model: the SB3 SAC model (no env attached); its actor holds the shipped weights (the
         actor average, if the run has one and it was loaded)
     :param spec: the deterministic actor as an :class:`ActorSpec`, read from ``actor_spec.json``
@@ -122,7 +136,7 @@ def load_run(run_dir: str | Path, averaged: bool = True) -> TrainedRun:
     """
     from stable_baselines3 import SAC
 
-    from .training import TrainConfig
+    from .train_config import TrainConfig
 
     run_dir = Path(run_dir)
     if not is_run_dir(run_dir):
@@ -131,10 +145,11 @@ def load_run(run_dir: str | Path, averaged: bool = True) -> TrainedRun:
         if not (run_dir / name).is_file():
             raise ValueError(f"{run_dir / name}: missing (the run has no checkpoint yet)")
     try:
-        config = TrainConfig.from_dict(json.loads((run_dir / CONFIG_FILE).read_text()))
-    except (ValueError, TypeError, KeyError) as e:
-        raise ValueError(f"{run_dir / CONFIG_FILE}: {e}") from e
-    model = SAC.load(run_dir / MODEL_FILE, device="cpu")
+        data = json.loads((run_dir / CONFIG_FILE).read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{run_dir / CONFIG_FILE}: not JSON ({e})") from None
+    config = TrainConfig.from_dict(data, str(run_dir / CONFIG_FILE))
+    model = SAC.load(run_dir / MODEL_FILE, device="cpu", custom_objects=sb3_custom_objects())
     if averaged and (run_dir / ACTOR_AVERAGE_FILE).is_file():
         from .actor_average import ActorAverage
 

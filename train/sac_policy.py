@@ -20,11 +20,7 @@ from torch import nn
 
 from .popsan import PopSAN, PopSANConfig
 
-__all__ = ["SpikingActor", "SDRLPolicy", "EntropyRateSAC", "make_sac", "check_spaces", "DEFAULT_NET_ARCH"]
-
-DEFAULT_NET_ARCH: dict[str, list[int]] = {"pi": [64, 64], "qf": [256, 256]}
-"""Starting sizes for both algorithms: ``pi`` is the ANN actor of SAC and the log-std network of
-SDRL (PopSAN sizes it like its SNN); ``qf`` the critics, shared by both. To be measured later."""
+__all__ = ["SpikingActor", "SDRLPolicy", "EntropyRateSAC", "make_sac", "check_spaces"]
 
 
 class SpikingActor(Actor):
@@ -136,8 +132,9 @@ def make_sac(algo: Literal["sdrl", "sac"], env: GymEnv | str, seed: int,
     :param env: environment (or id) with a 1-D Box observation and a [-1, 1]^act_dim action space
     :param seed: seed for SB3 (python, numpy, torch, action space)
     :param popsan: PopSAN constants, ``"sdrl"`` only
-    :param hyper: further :class:`SAC` arguments; ``policy_kwargs`` entries override
-        ``net_arch=DEFAULT_NET_ARCH``; ``use_sde`` must stay False
+    :param hyper: further :class:`SAC` arguments (``policy_kwargs["net_arch"]`` sizes the actor's
+        MLP, SDRL's log-std network, and the critics; SB3's default without it); ``use_sde`` must
+        stay False
     :return: an unlearned :class:`EntropyRateSAC` model (``hyper`` may hold ``ent_coef_lr``)
     """
     if algo not in ("sdrl", "sac"):
@@ -146,7 +143,7 @@ def make_sac(algo: Literal["sdrl", "sac"], env: GymEnv | str, seed: int,
         raise ValueError("make_sac: use_sde must be False")
     if popsan is not None and algo != "sdrl":
         raise ValueError("make_sac: popsan is an 'sdrl' option")
-    policy_kwargs: dict[str, Any] = {"net_arch": DEFAULT_NET_ARCH, **(hyper.pop("policy_kwargs", None) or {})}
+    policy_kwargs: dict[str, Any] = dict(hyper.pop("policy_kwargs", None) or {})
     policy: type[SACPolicy] = SACPolicy
     if algo == "sdrl":
         policy = SDRLPolicy

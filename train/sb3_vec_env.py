@@ -13,9 +13,7 @@ already drawn, so ``terminal_observation`` equals the returned ``obs[b]``. (The 
 window does restart with the day, as in :class:`aolo.train.env.LLMServiceEnv`.)
 
 Every info dict carries the served request's facts for logging: ``carbon_g`` (gCO2e),
-``latency_violation``, ``floor_violation``, ``floor_deficit``, ``quality``, ``quality_base``, ``level``;
-and, for the training reward's parts and the quality controller (:mod:`aolo.train.reward_shaping`),
-``reward_sim`` (the simulator's reward), ``deficit_before`` and ``preferred_level`` (the judge's).
+``latency_violation``, ``floor_violation``, ``floor_deficit``, ``quality``, ``quality_base``, ``level``.
 """
 
 from __future__ import annotations
@@ -24,13 +22,12 @@ from typing import Any, Iterable, Sequence
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
 from aolo.runtime.policy_io import ACT_DIM, action_to_decision
 
 from .env import action_space, observation_space
-from .reward_shaping import RewardShaping
+from .reward import TrainingReward
 from .scenario import ScenarioConfig, get_scenario
 from .simulator import BatchSimulator, ServiceModel, StepOutcome, observe
 
@@ -55,9 +52,9 @@ class ServiceVecEnv(VecEnv):
 
     Spaces are those of :class:`aolo.train.env.LLMServiceEnv`: observations ``Box(float32, (15,))``
     (docs/model.md section 6), actions ``Box(-1, 1, (2,), float32)`` (directive level, transmit power).
-    The reward is the simulator's (``-C/C_ref - lambda_T late - lambda_Q deficit``), float32, unless
-    training-only shaping is asked for (``quality_bonus``, ``deficit_bonus``, ``reward_scale``;
-    :meth:`shaped_reward`).
+    The reward is the simulator's (:func:`aolo.train.reward.service_reward`), float32, plus the
+    training-only terms of :attr:`training_reward` (:class:`aolo.train.reward.TrainingReward`) when
+    ``quality_bonus`` or ``deficit_bonus`` is set.
 
     Seeding: ``seed(s)`` (called by SB3 with the model's seed) makes the next :meth:`reset` draw BS b's
     k-th day from ``default_rng([s, b, k])``, the simulator's rule; without it the seed is ``seed``.
@@ -66,27 +63,18 @@ class ServiceVecEnv(VecEnv):
     :param n_envs: base stations stepped at once
     :param model: a prebuilt :class:`ServiceModel` of ``scenario`` (its calibration is reused)
     :param seed: simulator seed used when SB3 has not called :meth:`seed`
-    :param quality_bonus: training-only shaping lambda >= 0: each reward gains ``lambda * q_i``, the
-        part of the request's Lagrangian term ``lambda * (q_i - (1 - xi CI_norm_i) q0_i)`` of Sprout's
-        average-quality constraint E[q] >= (1 - xi CI_norm) E[q0] that the action changes; the q0 part
-        is left out because it only adds noise to the critic's targets; 0 leaves the reward as is
-    :param deficit_bonus: training-only kappa >= 0 making the multiplier state-dependent,
-        ``lambda_t = quality_bonus + kappa max(0, floor_t - Q_roll_t)`` with the deficit before the
-        request: a Lagrange multiplier that rises while the floor is violated (0: constant lambda)
-    :param reward_scale: training-only factor on every reward (after the bonus)
-
-    The three shaping constants live in :attr:`shaping` (a :class:`RewardShaping`), which a
-    quality controller may change during training.
+    :param quality_bonus: training-only lambda >= 0 (:class:`aolo.train.reward.TrainingReward`)
+    :param deficit_bonus: training-only kappa >= 0 (:class:`aolo.train.reward.TrainingReward`)
     """
 
     render_mode = None
 
     def __init__(self, scenario: ScenarioConfig | str = "default", n_envs: int = 16,
                  model: ServiceModel | None = None, seed: int = 0, quality_bonus: float = 0.0,
-                 deficit_bonus: float = 0.0, reward_scale: float = 1.0) -> None:
+                 deficit_bonus: float = 0.0) -> None:
         if n_envs < 1:
             raise ValueError(f"ServiceVecEnv: n_envs must be >= 1, got {n_envs}")
-        self.shaping = RewardShaping(float(quality_bonus), float(deficit_bonus), float(reward_scale))
+        self.training_reward = TrainingReward(float(quality_bonus), float(deficit_bonus))
         self._start_days: np.ndarray | None = None
         if model is None:
             model = ServiceModel(get_scenario(scenario) if isinstance(scenario, str) else scenario)
@@ -127,15 +115,6 @@ class ServiceVecEnv(VecEnv):
             raise ValueError(f"ServiceVecEnv.start_days_at: expected ({self.num_envs},) counts, got {counts.shape}")
         self._start_days = counts.copy()
 
-    def shaped_reward(self, out: StepOutcome, deficit_before: np.ndarray) -> np.ndarray:
-        """The training reward: the simulator's, plus the quality bonus, times the scale.
-
-        :param out: the step's outcome, (n_envs,) arrays
-        :param deficit_before: (n_envs,) max(0, floor - Q_roll) when the request was decided
-        :return: (n_envs,) float32
-        """
-        return self.shaping.reward(out.reward, out.quality, deficit_before)
-
     def step_async(self, actions: np.ndarray) -> None:
         """:param actions: (n_envs, 2) in [-1, 1]"""
         self._actions = np.asarray(actions)
@@ -150,19 +129,16 @@ class ServiceVecEnv(VecEnv):
         self._actions = None
         ctx = self.sim.context
         deficit_before = np.maximum(0.0, ctx.floor - ctx.quality_roll)
-        preferred = ctx.preferred_level.tolist()
         out = self.sim.step(level, power)
         obs = self._obs()
         dones = out.episode_end.copy()
         infos = step_infos(out)
-        for info, r, d, p in zip(infos, out.reward.tolist(), deficit_before.tolist(), preferred):
-            info.update(reward_sim=r, deficit_before=d, preferred_level=p)
         for b in np.flatnonzero(dones):
             # Continuing service: the day's end is a time limit and the next state is the next
             # day's first request, already in obs[b] (the simulator resets the BS in step).
             infos[b]["terminal_observation"] = obs[b].copy()
             infos[b]["TimeLimit.truncated"] = True
-        return obs, self.shaped_reward(out, deficit_before), dones, infos
+        return obs, self.training_reward(out.reward, out.quality, deficit_before), dones, infos
 
     def close(self) -> None:
         return None

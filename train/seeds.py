@@ -5,7 +5,7 @@
 * :data:`VALIDATION_SEEDS`: periodic evaluation during training and every tuning decision.
 * :data:`CALIBRATION_SEED`: C_ref, the LP's statistics and the observation statistics.
 
-Training seeds are any others; :class:`aolo.train.training.TrainConfig` refuses a reserved one.
+Training seeds are any others; :class:`aolo.train.train_config.TrainConfig` refuses a reserved one.
 """
 
 from __future__ import annotations

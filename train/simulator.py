@@ -21,6 +21,7 @@ from aolo.runtime.policy_io import build_observation, quality_floor_frac, qualit
 from aolo.runtime.radio import LinkParams, transmit
 
 from .requests import LEVELS, TASK_CLASSES, RequestBatch, SyntheticRequests, TraceRequests
+from .reward import service_reward
 
 __all__ = ["BatchSimulator", "RequestContext", "ServiceModel", "StepOutcome", "observe"]
 from .scenario import ScenarioConfig
@@ -328,7 +329,7 @@ class BatchSimulator:
         floor = quality_floor_frac(ctx.ci_norm, s.quality_tolerance_xi) * self._q0.sum(axis=1) / count
         deficit = np.maximum(0.0, floor - q_roll)
         floor_violation = (deficit > 1e-12) & (self._n >= w)  # counted once the window is full
-        reward = -carbon.total_g / m.carbon_ref_g - s.latency_penalty * late - s.quality_penalty * deficit
+        reward = service_reward(carbon.total_g, m.carbon_ref_g, late, deficit, s.latency_penalty, s.quality_penalty)
         self.pos += 1
         done = self.pos >= self.length
         out = StepOutcome(level=level, tx_power_w=power, carbon=carbon, airtime_s=tx.airtime_s, tries=tx.tries,
