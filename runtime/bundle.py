@@ -31,7 +31,7 @@ import numpy as np
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .actor_spec import MAX_PARAMETERS, MAX_TIMESTEPS, ActorSpec, CubaLIF, Linear, PopulationDecoder, PopulationEncoder
-from .atomic_files import TEMP_SUFFIX, copy_file_atomic, replace_dir_atomic, write_text_atomic
+from .atomic_files import TEMP_SUFFIX, copy_file_atomic, replace_dir_atomic, write_bytes_atomic, write_text_atomic
 from .policy_io import ACT_DIM, LEVELS, OBSERVATION
 
 __all__ = [
@@ -66,6 +66,7 @@ MAX_MANIFEST_BYTES = 1 << 20  # a manifest is a few kB
 MAX_FILE_BYTES = 256 << 20  # per file; today's largest artefact (a 32 x 32 SNN's spec) is ~100 kB
 MAX_RECORDED_OBS = 100_000  # rows of the recorded observations (export writes 1,000)
 OBSERVATIONS_TARGET = "observations"
+N_BOX_OBS, BOX_OBS_SEED = 64, 0  # observations recorded when the writer gives none
 OBS_NORMALISATION_NOTE = (
     "Observation built by aolo.runtime.policy_io.build_observation: each field is transform(input), "
     "clipped to [low, high]; ci_norm is min-max over the trailing week of the grid trace (grid.trailing_minmax)."
@@ -398,7 +399,9 @@ def write_bundle(
     :param out_dir: the bundle directory to create; it must not exist unless ``overwrite``
     :param spec: the deterministic actor; written as ``actor_spec.json``
     :param artefacts: target name -> existing file, copied in (``onnx`` -> ``actor.onnx``,
-        ``nir`` -> ``actor.nir``, ``lava_fixed`` -> ``lava_fixed.npz``, others keep their name)
+        ``nir`` -> ``actor.nir``, ``lava_fixed`` -> ``lava_fixed.npz``, ``observations`` ->
+        ``observations.npy``, others keep their name); without ``observations``, 64 observations
+        drawn from the contract's box are recorded
     :param algo: training algorithm, e.g. "sdrl" or "sac"
     :param action: the action contract (power range and radio profile), see
         :meth:`ActionSpec.from_radio_profile`
@@ -432,6 +435,8 @@ def write_bundle(
         for target, (src, name) in sources.items():
             copy_file_atomic(src, tmp / name)
             names[target] = name
+        if OBSERVATIONS_TARGET not in names:
+            names[OBSERVATIONS_TARGET] = _write_box_observations(tmp, spec.obs_dim)
         files = {t: FileEntry(path=n, sha256=_sha256_file(tmp / n), bytes=(tmp / n).stat().st_size)
                  for t, n in names.items()}
         versions = dict(profile_versions or {})
@@ -449,6 +454,24 @@ def write_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _write_box_observations(folder: Path, obs_dim: int) -> str:
+    """Record :data:`N_BOX_OBS` observations drawn uniformly from the contract's box (fixed seed)
+    for a bundle whose writer recorded none, so that every bundle can be replayed when it is
+    served (:func:`aolo.runtime.backends.check_against_recorded`); export records the training
+    scenario's own observations instead. Returns the file name."""
+    import io
+
+    from .policy_io import OBS_HIGH, OBS_LOW
+
+    low, high = (OBS_LOW, OBS_HIGH) if obs_dim == OBS_LOW.shape[0] else (-1.0, 1.0)
+    obs = np.random.default_rng(BOX_OBS_SEED).uniform(low, high, (N_BOX_OBS, obs_dim)).astype(np.float32)
+    buf = io.BytesIO()
+    np.save(buf, obs, allow_pickle=False)
+    name = TARGET_FILE_NAMES[OBSERVATIONS_TARGET]
+    write_bytes_atomic(folder / name, buf.getvalue())
+    return name
 
 
 def _artefact_sources(artefacts: Mapping[str, str | os.PathLike]) -> dict[str, tuple[Path, str]]:
