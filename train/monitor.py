@@ -15,7 +15,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
@@ -80,13 +80,17 @@ class TrainingMonitor(BaseCallback):
     :param average: the actor average that takes the actor's weights every step after
         ``config.actor_average_start`` and is what validations and checkpoints evaluate and export
         once it holds any (None: no averaging)
+    :param on_validation: called after each validation, once its checkpoint is written, with the
+        line it added to evaluations.jsonl (``step``, ``wall_s``, ``summary``, ``result``, ...) as a
+        dict; ``aolo sweep`` reports it to Ray Tune (None: nothing)
     """
 
     def __init__(self, config: TrainConfig, run_dir: Path, env: Any, show_progress: bool, wall_offset_s: float,
-                 average: ActorAverage | None) -> None:
+                 average: ActorAverage | None,
+                 on_validation: Callable[[dict[str, Any]], None] | None = None) -> None:
         super().__init__()
         self.config, self.run_dir, self.env, self.show_progress = config, run_dir, env, show_progress
-        self.wall_offset_s, self.average = wall_offset_s, average
+        self.wall_offset_s, self.average, self.on_validation = wall_offset_s, average, on_validation
         self.sums = np.zeros(6)  # reward, carbon_g, late, floor, quality, quality_base
         self.count = 0
         self.live = {"reward": float("nan"), "carbon": float("nan"), "val": float("nan")}
@@ -180,9 +184,10 @@ class TrainingMonitor(BaseCallback):
             self.logger.record(f"eval/{key}", row[key])
         self.live["val"] = row["carbon_g_per_request"]
         wall_s = self._wall_s()
-        evaluation = json.dumps({"step": self.num_timesteps, "wall_s": wall_s, "summary": row,
-                                 "actor_average_count": average.count if average is not None else 0,
-                                 "result": result.to_dict()})
+        evaluation_row = {"step": self.num_timesteps, "wall_s": wall_s, "summary": row,
+                          "actor_average_count": average.count if average is not None else 0,
+                          "result": result.to_dict()}
+        evaluation = json.dumps(evaluation_row)
         state = {"num_timesteps": self.num_timesteps, "wall_s": wall_s,
                  "episode_count": self.env.sim.episode_count.tolist()}
         # model.zip holds the raw weights to resume from, actor_spec.json the shipped actor; all of
@@ -198,3 +203,5 @@ class TrainingMonitor(BaseCallback):
         write_checkpoint(run_dir, writers)
         self.last_eval = self.num_timesteps
         self._log()
+        if self.on_validation is not None:
+            self.on_validation(evaluation_row)

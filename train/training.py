@@ -21,7 +21,7 @@ import random
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -116,7 +116,8 @@ def _print_config(config: TrainConfig, run_dir: Path) -> None:
     Console(stderr=True).print(table)
 
 
-def train(config: TrainConfig, resume: str | Path | None = None, show_progress: bool = True) -> Path:
+def train(config: TrainConfig, resume: str | Path | None = None, show_progress: bool = True,
+          on_validation: Callable[[dict[str, Any]], None] | None = None) -> Path:
     """Train SDRL or SAC on a scenario and write (or continue) a run directory.
 
     :param config: the run's config; with ``resume``, the run dir's own config is used and only
@@ -124,6 +125,8 @@ def train(config: TrainConfig, resume: str | Path | None = None, show_progress: 
     :param resume: a run dir to continue from its last checkpoint (its step count, simulator day
         counters and, if saved, replay buffer)
     :param show_progress: show the rich progress bar and the config table (stderr)
+    :param on_validation: called after each validation with its evaluations.jsonl line as a dict
+        (:class:`aolo.train.monitor.TrainingMonitor`; ``aolo sweep`` reports it to Ray Tune)
     :return: the run directory
     """
     import torch
@@ -167,7 +170,7 @@ def train(config: TrainConfig, resume: str | Path | None = None, show_progress: 
     remaining = config.steps - model.num_timesteps
     if remaining > 0:
         monitor = TrainingMonitor(config, run_dir, env, show_progress, wall_offset_s=float(state.get("wall_s", 0.0)),
-                                  average=average)
+                                  average=average, on_validation=on_validation)
         # log_interval=None: the monitor dumps the logs (a day is ~4k steps per BS, too rare for SB3's)
         model.learn(total_timesteps=remaining, callback=monitor, log_interval=None,  # type: ignore[arg-type]
                     reset_num_timesteps=resume is None)
