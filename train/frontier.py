@@ -90,6 +90,16 @@ def _cross(o: FrontierPoint, a: FrontierPoint, b: FrontierPoint) -> float:
             - (a.carbon_g_per_request - o.carbon_g_per_request) * (b.quality_vs_base_frac - o.quality_vs_base_frac))
 
 
+def margin_results(model: ServiceModel, seeds: Iterable[int], n_bs: int, margins: Sequence[float],
+                   progress: Any = None) -> list[EvalResult]:
+    """The class-aware LP's result at each of ``margins`` on ``seeds`` x ``n_bs`` base stations
+    (what :func:`lp_frontier` evaluates; :mod:`aolo.train.evaluation_fanout` runs it per seed and
+    group of margins on Ray)."""
+    seeds = list(seeds)
+    return [evaluate_policy(LPPolicy(per_class=True, quality_margin=m), model, seeds, n_bs=n_bs, progress=progress)
+            for m in margins]
+
+
 def lp_frontier(model: ServiceModel, seeds: Iterable[int], n_bs: int = 8,
                 margins: Sequence[float] = DEFAULT_MARGINS, progress: Any = None,
                 evaluated: Mapping[float, EvalResult] | None = None) -> Frontier:
@@ -99,12 +109,9 @@ def lp_frontier(model: ServiceModel, seeds: Iterable[int], n_bs: int = 8,
         ``n_bs`` (the caller vouches for that); those margins are taken from it, not evaluated again
     """
     seeds = list(seeds)
-    evaluated = dict(evaluated or {})
-    points = []
-    for m in margins:
-        res = evaluated.get(float(m))
-        if res is None:
-            res = evaluate_policy(LPPolicy(per_class=True, quality_margin=m), model, seeds, n_bs=n_bs, progress=progress)
-        points.append(FrontierPoint(margin=float(m), quality_vs_base_frac=res.quality_vs_base_frac,
-                                    carbon_g_per_request=res.carbon_mean_g()))
-    return Frontier.from_points(points)
+    evaluated = {float(m): r for m, r in (evaluated or {}).items()}
+    todo = [float(m) for m in margins if float(m) not in evaluated]
+    evaluated.update(zip(todo, margin_results(model, seeds, n_bs, todo, progress=progress)))
+    return Frontier.from_points([FrontierPoint(margin=float(m), quality_vs_base_frac=evaluated[float(m)].quality_vs_base_frac,
+                                               carbon_g_per_request=evaluated[float(m)].carbon_mean_g())
+                                 for m in margins])

@@ -1,0 +1,201 @@
+"""Evaluations fanned out on Ray (``aolo evaluate --ray``, ``aolo compare --ray``): policies x seeds,
+and the class-aware LP's frontier as seeds x groups of margins, with results equal to the serial
+path's to the last bit.
+
+Why they are equal: a seed fixes every request, channel and load, each policy is reset per seed
+(:func:`aolo.train.evaluate.run_seed` builds its own simulator), and an :class:`EvalResult` is its
+per-seed totals in seed order; so evaluating each (policy, seed) in its own task and putting the
+:class:`SeedResult` s back in seed order gives the serial result. The frontier's margins are
+independent in the same way (:func:`aolo.train.frontier.margin_results`). The tasks run the same
+functions as the serial path, on a :class:`ServiceModel` each worker builds from the scenario.
+
+Workers read run directories and scenario files by the paths the driver gives: on a cluster those
+must be on storage every node sees at the same path (docs/sweeps.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from typing import Any, Callable, Sequence
+
+from .evaluate import EvalResult, SeedResult, evaluate_policy
+from .frontier import DEFAULT_MARGINS, Frontier, lp_frontier, margin_results
+from .policies import LPPolicy, REFERENCE_POLICIES
+from .scenario import ScenarioConfig
+from .simulator import ServiceModel
+
+__all__ = ["evaluate_on_ray", "lp_frontier_on_ray", "compare_runs_on_ray", "policy_name"]
+
+
+# =============================================================================================
+# In the worker: the model, the policies, one task's evaluation
+# =============================================================================================
+@functools.lru_cache(maxsize=4)
+def _model_of(scenario_json: str) -> ServiceModel:
+    """One :class:`ServiceModel` per scenario per worker process (Ray reuses its workers)."""
+    from .scenario import ScenarioConfig
+
+    return ServiceModel(ScenarioConfig(**json.loads(scenario_json)))
+
+
+@functools.lru_cache(maxsize=16)
+def _run_of(run_dir: str, torch_threads: int) -> Any:
+    import torch
+
+    from .run import load_run
+
+    torch.set_num_threads(torch_threads)
+    return load_run(run_dir)
+
+
+def _policy(source: str, torch_threads: int) -> Any:
+    """A fresh policy object of a reference name, or the deterministic actor of a run directory."""
+    if source in REFERENCE_POLICIES:
+        return REFERENCE_POLICIES[source]()
+    return _run_of(source, torch_threads).policy()
+
+
+def policy_name(source: str) -> str:
+    """The name an evaluation of ``source`` carries (a reference's, or ``<algo>:<run dir name>``)."""
+    if source in REFERENCE_POLICIES:
+        return REFERENCE_POLICIES[source]().name
+    from pathlib import Path
+
+    from .run import CONFIG_FILE
+
+    algo = json.loads((Path(source) / CONFIG_FILE).read_text())["algo"]
+    return f"{algo}:{Path(source).name}"
+
+
+def _evaluate_one(source: str, scenario_json: str, seed: int, n_bs: int, days: int, torch_threads: int) -> dict:
+    """One policy on one seed, as the serial path evaluates it: a SeedResult as a dict."""
+    from dataclasses import asdict
+
+    result = evaluate_policy(_policy(source, torch_threads), _model_of(scenario_json), [seed], n_bs=n_bs, days=days)
+    return asdict(result.per_seed[0])
+
+
+def _evaluate_margins(scenario_json: str, seed: int, n_bs: int, margins: tuple[float, ...]) -> list[dict]:
+    """The class-aware LP at each margin on one seed (:func:`margin_results`): SeedResults as dicts."""
+    from dataclasses import asdict
+
+    return [asdict(r.per_seed[0]) for r in margin_results(_model_of(scenario_json), [seed], n_bs, margins)]
+
+
+# =============================================================================================
+# In the driver: tasks out, results back in order
+# =============================================================================================
+@functools.lru_cache(maxsize=None)
+def _remote(fn: Callable[..., Any]) -> Any:
+    import ray
+
+    return ray.remote(num_cpus=1, max_retries=2)(fn)
+
+
+def _scenario_json(scenario: ScenarioConfig) -> str:
+    """The scenario as JSON for the workers, every field naming a file made absolute (a worker's
+    working directory is not the driver's)."""
+    from pathlib import Path
+
+    data = scenario.to_dict()
+    for name, value in data.items():
+        if isinstance(value, str) and Path(value).is_file():
+            data[name] = str(Path(value).resolve())
+    return json.dumps(data, sort_keys=True)
+
+
+def _gather(refs: list[Any], progress: Any = None, description: str = "Ray tasks") -> list[Any]:
+    """The tasks' results in the order of ``refs``, a progress bar advancing as each finishes."""
+    import ray
+
+    task = progress.add_task(description, total=len(refs)) if progress is not None else None
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        if progress is not None:
+            progress.advance(task, len(done))
+    return ray.get(refs)
+
+
+def evaluate_on_ray(sources: Sequence[str], scenario: ScenarioConfig, seeds: Sequence[int], n_bs: int = 8,
+                    days: int = 1, torch_threads: int = 1, progress: Any = None) -> list[EvalResult]:
+    """Each policy on each seed, one Ray task per (policy, seed); equal to ``[evaluate_policy(p,
+    model, seeds, ...) for p in policies]``.
+
+    :param sources: reference policy names (:data:`REFERENCE_POLICIES`) or run directories
+    :param torch_threads: torch.set_num_threads in the workers that run actors (the serial path's)
+    :return: one :class:`EvalResult` per source, in order, its seeds in the order given
+    """
+    seeds = [int(s) for s in seeds]
+    sc = _scenario_json(scenario)
+    remote = _remote(_evaluate_one)
+    refs = [remote.remote(src, sc, seed, n_bs, days, torch_threads) for src in sources for seed in seeds]
+    rows = _gather(refs, progress, f"{len(sources)} policies x {len(seeds)} seeds on Ray")
+    out = []
+    for i, src in enumerate(sources):
+        per_seed = [SeedResult(**row) for row in rows[i * len(seeds):(i + 1) * len(seeds)]]
+        out.append(EvalResult(policy=policy_name(src), scenario=scenario.name, per_seed=per_seed))
+    return out
+
+
+def _margin_groups(margins: Sequence[float], n_seeds: int) -> list[tuple[float, ...]]:
+    """Margins split into contiguous groups so that seeds x groups gives about two tasks per CPU."""
+    import ray
+
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    n_groups = max(1, min(len(margins), math.ceil(2 * cpus / max(n_seeds, 1))))
+    size = math.ceil(len(margins) / n_groups)
+    return [tuple(float(m) for m in margins[i:i + size]) for i in range(0, len(margins), size)]
+
+
+def lp_frontier_on_ray(model: ServiceModel, seeds: Sequence[int], n_bs: int = 8,
+                       margins: Sequence[float] = DEFAULT_MARGINS, progress: Any = None,
+                       evaluated: dict[float, EvalResult] | None = None) -> Frontier:
+    """:func:`aolo.train.frontier.lp_frontier` with the margins not in ``evaluated`` evaluated on
+    Ray, one task per (seed, group of margins); the same frontier, number for number."""
+    seeds = [int(s) for s in seeds]
+    evaluated = {float(m): r for m, r in (evaluated or {}).items()}
+    todo = [float(m) for m in margins if float(m) not in evaluated]
+    if todo:
+        sc = _scenario_json(model.scenario)
+        groups = _margin_groups(todo, len(seeds))
+        remote = _remote(_evaluate_margins)
+        refs = [remote.remote(sc, seed, n_bs, group) for group in groups for seed in seeds]
+        rows = _gather(refs, progress, f"LP frontier: {len(todo)} margins x {len(seeds)} seeds on Ray")
+        per_margin: dict[float, list[SeedResult]] = {m: [] for m in todo}
+        for k, group in enumerate(groups):
+            for j in range(len(seeds)):  # seed order within each margin
+                for m, row in zip(group, rows[k * len(seeds) + j]):
+                    per_margin[m].append(SeedResult(**row))
+        for m in todo:
+            evaluated[m] = EvalResult(policy=LPPolicy(per_class=True, quality_margin=m).name,
+                                      scenario=model.scenario.name, per_seed=per_margin[m])
+    return lp_frontier(model, seeds, n_bs=n_bs, margins=margins, evaluated=evaluated)
+
+
+def compare_runs_on_ray(model: ServiceModel, runs: Sequence[Any], seeds: Sequence[int], n_bs: int = 8,
+                        torch_threads: int = 1) -> Any:
+    """:func:`aolo.train.comparison.compare_runs` with its evaluations fanned out on Ray: the
+    reference policies and runs x seeds, then the LP frontier's other margins x seeds.
+
+    :param runs: loaded runs (:class:`aolo.train.run.TrainedRun`), evaluated from their run directories
+    :return: a :class:`aolo.train.comparison.Comparison` equal to the serial one
+    """
+    from aolo.console import progress
+
+    from .comparison import Comparison
+    from .policies import COMPARE_REFERENCES
+
+    seeds = [int(s) for s in seeds]
+    with progress() as bar:
+        results = evaluate_on_ray([*COMPARE_REFERENCES, *(str(run.run_dir) for run in runs)], model.scenario,
+                                  seeds, n_bs=n_bs, torch_threads=torch_threads, progress=bar)
+        refs = results[:len(COMPARE_REFERENCES)]
+        groups: dict[str, list] = {}
+        for run, res in zip(runs, results[len(COMPARE_REFERENCES):]):
+            groups.setdefault(run.config.algo, []).append((run, res))
+        lp_at_floor = refs[COMPARE_REFERENCES.index("class-aware-lp")]  # the frontier's margin 0, as serially
+        frontier = lp_frontier_on_ray(model, seeds, n_bs=n_bs, progress=bar, evaluated={0.0: lp_at_floor})
+    return Comparison(groups=groups, references=refs, frontier=frontier)
