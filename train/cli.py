@@ -25,6 +25,9 @@ def register(app: typer.Typer) -> None:
     app.command("compare")(compare)
     app.command("reproduce-sprout")(reproduce_sprout)
     app.command("replay")(replay_command)
+    from .sweep_cli import sweep_command
+
+    app.command("sweep")(sweep_command)
 
 
 def _fail(message: str) -> None:
@@ -195,6 +198,9 @@ def evaluate(
     days: int = typer.Option(1, "--days", min=1, help="episodes (days) per base station"),
     out: Optional[Path] = typer.Option(None, "--out", help="write the results as JSON"),
     plot: Optional[Path] = typer.Option(None, "--plot", help="write a PNG of the level mix against CI over the day"),
+    ray: bool = typer.Option(False, "--ray", help="evaluate policies x seeds in parallel on Ray (same results)"),
+    address: Optional[str] = typer.Option(None, "--address", help="with --ray: a Ray cluster (auto, ray://HOST:PORT)",
+                                          show_default="a local Ray on this machine's cores"),
 ) -> None:
     """Run policies over a scenario and print carbon per request with its breakdown, saving and
     quality against BASE (paired on the same seeds), latency/outage and floor violations.
@@ -222,10 +228,13 @@ def evaluate(
     except (ValueError, OSError) as e:
         _fail(str(e))
     results = []
-    with progress() as bar:
-        for name in names:
-            pol = REFERENCE_POLICIES[name]() if name in REFERENCE_POLICIES else _learned_policy(name)
-            results.append(evaluate_policy(pol, model, seed_list, n_bs=n_bs, days=days, progress=bar))
+    if ray or address is not None:
+        results = _evaluate_on_ray(names, sc, seed_list, n_bs, days, address)
+    else:
+        with progress() as bar:
+            for name in names:
+                pol = REFERENCE_POLICIES[name]() if name in REFERENCE_POLICIES else _learned_policy(name)
+                results.append(evaluate_policy(pol, model, seed_list, n_bs=n_bs, days=days, progress=bar))
     from .tables import results_table
 
     console().print(results_table(results, f"scenario {sc.name}, grid {sc.grid}, seeds {seed_list}, "
@@ -240,6 +249,24 @@ def evaluate(
         typer.echo(f"wrote {plot_level_mix_vs_ci(results, plot)}")
 
 
+def _evaluate_on_ray(names: list[str], scenario: Any, seeds: list[int], n_bs: int, days: int,
+                     address: str | None) -> list:
+    """``aolo evaluate --ray``: the policies x seeds as Ray tasks (exits with one line on a Ray error)."""
+    from .evaluation_fanout import evaluate_on_ray
+    from .policies import REFERENCE_POLICIES
+    from .ray_cluster import ray_session
+
+    for name in names:
+        if name not in REFERENCE_POLICIES:
+            _learned_policy(name)  # a bad run dir fails here, in one line, before Ray starts
+    try:
+        with ray_session(address), progress() as bar:
+            return evaluate_on_ray(names, scenario, seeds, n_bs=n_bs, days=days, progress=bar)
+    except ValueError as e:
+        _fail(str(e))
+    return []
+
+
 def compare(
     runs: List[Path] = typer.Argument(..., help="training run directories; grouped by algorithm"),
     seeds: str = typer.Option(",".join(map(str, EVAL_SEEDS)), "--seeds", help="comma-separated evaluation seeds"),
@@ -250,6 +277,10 @@ def compare(
                                       "beside the class-aware LP's frontier"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write every result as JSON"),
     torch_threads: int = typer.Option(1, "--torch-threads", min=1, help="torch.set_num_threads for the actors"),
+    ray: bool = typer.Option(False, "--ray", help="evaluate runs x seeds and the LP frontier's margins x seeds in "
+                                                  "parallel on Ray (same results)"),
+    address: Optional[str] = typer.Option(None, "--address", help="with --ray: a Ray cluster (auto, ray://HOST:PORT)",
+                                          show_default="a local Ray on this machine's cores"),
 ) -> None:
     """Evaluate trained runs on the evaluation seeds, aggregate the seeds of each algorithm (mean
     and spread over runs) and print them beside the reference policies on the same seeds.
@@ -286,7 +317,17 @@ def compare(
     if len(scenarios) != 1:
         _fail(f"runs: trained on different scenarios ({', '.join(sorted(scenarios))}); compare one at a time")
     model = ServiceModel(get_scenario(scenarios.pop()))
-    result = compare_runs(model, loaded, seed_list, n_bs=n_bs)
+    if ray or address is not None:
+        from .evaluation_fanout import compare_runs_on_ray
+        from .ray_cluster import ray_session
+
+        try:
+            with ray_session(address):
+                result = compare_runs_on_ray(model, loaded, seed_list, n_bs=n_bs, torch_threads=torch_threads)
+        except ValueError as e:
+            _fail(str(e))
+    else:
+        result = compare_runs(model, loaded, seed_list, n_bs=n_bs)
     groups = result.groups
     console().print(comparison_table(result, f"scenario {model.scenario.name}, seeds {seed_list}, "
                                              f"{n_bs} BS x 1 day; learned: mean ± std over runs"))
