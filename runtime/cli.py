@@ -327,6 +327,12 @@ def _register_serve(app: typer.Typer) -> None:
         trusted_keys: Optional[Path] = typer.Option(
             None, "--trusted-keys", metavar="DIR",
             help="folder of *.pub keys: serve only a bundle signed by one of them", show_default="unsigned bundles serve"),
+        llm_energy: str = typer.Option(
+            "auto", "--llm-energy", metavar="auto|measure|model",
+            help="LLM energy of proxied answers: measure reads this machine's GPUs (NVML, through Zeus: "
+                 "pip install 'aolo[measure]') over each answer's window and shares it by tokens; model uses "
+                 "the server profile; auto measures the GPUs a process computes on when the upstream is on "
+                 "loopback and a GPU counter is readable"),
         verbose: bool = typer.Option(False, "--verbose", help="log every request; tracebacks on errors"),
     ) -> None:
         """Serve a policy bundle: an OpenAI-compatible, carbon-aware gateway (POST /v1/chat/completions,
@@ -364,7 +370,7 @@ def _register_serve(app: typer.Typer) -> None:
             settings = GatewaySettings(
                 bundle=bundle, backend=backend, precision=precision.value, ledger=ledger, radio=radio, server=server,
                 grid=grid, actor_hardware=actor_hardware, trusted_keys=trusted_keys, host=host, port=port, upstream_url=upstream,
-                upstream_api_key=os.environ.get("AOLO_UPSTREAM_API_KEY") or None,
+                upstream_api_key=os.environ.get("AOLO_UPSTREAM_API_KEY") or None, llm_energy=llm_energy,
                 upstream_read_timeout_s=upstream_timeout_s, tokens_file=tokens, max_body_bytes=max_body_bytes,
                 limit_concurrency=limit_concurrency, max_pending=max_pending, pending_ttl_s=pending_ttl_s,
                 **({"directives": load_directives(directives)} if directives is not None else {}))
@@ -389,12 +395,12 @@ def _register_serve(app: typer.Typer) -> None:
 
         def ready(gw) -> None:  # one line on stdout, flushed: scripts and tests read the port from it
             be = gw.service.backend
-            typer.echo(f"aolo serve: listening on http://{host}:{real_port} (backend {be.name}/{be.precision}, "
-                       f"bundle {gw.service.bundle.sha256[:12]}, " +
+            typer.echo(f"aolo serve: listening on http://{host}:{real_port} (backend {be.name}/{be.precision} on "
+                       f"{getattr(be, 'execution_provider', be.name)}, bundle {gw.service.bundle.sha256[:12]}, " +
                        (f"signed by trusted key {gw.service.bundle_signer}, " if gw.service.bundle_signer else "") +
                        f"ledger {ledger}, "
-                       f"upstream {upstream or 'none'}, tokens {tokens or 'none'}, " +
-                       (f"actor energy {be.energy_per_decision_j:.3g} J per decision on {hardware}, an estimate)"
+                       f"upstream {upstream or 'none'}, tokens {tokens or 'none'}, LLM energy {gw.llm_energy_note}, " +
+                       (f"actor energy {be.energy_per_decision_j:.3g} J per decision on {hardware}, estimated)"
                         if hardware else "actor energy unknown: the bundle has no op counts)"))
             sys.stdout.flush()
 

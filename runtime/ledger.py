@@ -107,11 +107,16 @@ class LedgerRow:
         gateway forwarded the request to the LLM itself)
     :param output_tokens_source: ``reported`` (outcome), ``usage`` (the upstream's usage object) or
         ``counted_chunks`` (a stream without usage: one token per content chunk)
-    :param inference_kind: ``measured`` (energy and latency reported) or ``modelled`` (the server
+    :param inference_kind: ``measured`` (energy reported by the client, or measured by the gateway
+        on the upstream's GPUs: :mod:`aolo.runtime.llm_energy`) or ``modelled`` (the server
         profile's per-token figures)
-    :param radio_kind: ``measured`` (airtime reported) or ``modelled`` (airtime from the payload and
-        the reported link at the channel's mean)
-    :param actor_kind: ``estimated`` (op counts x hardware profile) or ``none`` (no energy known)
+    :param radio_kind: ``modelled``: the radio profile's power model over the airtime, which the
+        RAN reported (``served_via`` sidecar) or the gateway modelled from the payload and the
+        reported link at the channel's mean (proxy). Older sidecar rows say ``measured``, meaning
+        the airtime was reported
+    :param actor_kind: ``estimated`` (op counts x hardware profile) or ``unknown`` (no energy
+        known: ``actor_energy_j`` is 0 because nothing was charged, not because nothing was spent;
+        older rows say ``none``)
     :param quality_source: ``reported``, ``expected`` (the shipped judge tables) or ``feedback``
     :param upstream_latency_s: wall time of the upstream LLM call, s (proxy only; measured)
     :param bundle_signer: key id of the trusted key that signed the bundle (None: the server was
@@ -160,7 +165,7 @@ class LedgerRow:
     served_via: str = "sidecar"
     output_tokens_source: str = "reported"
     inference_kind: str = "measured"
-    radio_kind: str = "measured"
+    radio_kind: str = "modelled"
     actor_kind: str = "estimated"
     quality_source: Optional[str] = None
     upstream_latency_s: Optional[float] = None

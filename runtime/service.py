@@ -589,16 +589,21 @@ class PolicyService:
         return row
 
     def served_row(self, served: Served, prompt_tokens: int, output_tokens: int, output_tokens_source: str,
-                   payload_bytes: int, upstream_latency_s: float) -> LedgerRow:
+                   payload_bytes: int, upstream_latency_s: float,
+                   inference_energy_j: Optional[float] = None) -> LedgerRow:
         """The ledger row of a request the gateway forwarded: LLM energy and latency from the
-        server profile by tokens (modelled), airtime from the answer's payload over the reported
-        link at the channel's mean (modelled), actor energy as for decide, quality expected.
+        server profile by tokens (modelled) unless the gateway measured the energy (then the
+        measured energy and the upstream's wall time, measured), airtime from the answer's payload
+        over the reported link at the channel's mean (modelled), actor energy as for decide,
+        quality expected.
 
         :param prompt_tokens: prompt tokens (the upstream's usage, else the gateway's estimate)
         :param output_tokens: answer tokens
         :param output_tokens_source: ``usage`` or ``counted_chunks``
         :param payload_bytes: bytes of answer text sent to the user (UTF-8)
         :param upstream_latency_s: measured wall time of the upstream call, s
+        :param inference_energy_j: the answer's measured share of the upstream GPUs' energy, J
+            (:mod:`aolo.runtime.llm_energy`); None models it
         """
         d, tel = served.decision, served.telemetry
         gain = np.array([10.0 ** (tel.gain_db / 10.0)])
@@ -606,7 +611,10 @@ class PolicyService:
                       np.ones((1, self.link.harq_max_tries)))
         outcome = Outcome(request_id=d.request_id, output_tokens=min(output_tokens, INPUT_BOUNDS["output_tokens"][1]),
                           airtime_s=min(float(tx.airtime_s[0]), INPUT_BOUNDS["airtime_s"][1]),
-                          harq_tries=int(tx.tries[0]), outage=bool(tx.outage[0]))
+                          harq_tries=int(tx.tries[0]), outage=bool(tx.outage[0]),
+                          **({} if inference_energy_j is None else {
+                              "inference_energy_j": min(float(inference_energy_j), INPUT_BOUNDS["inference_energy_j"][1]),
+                              "inference_latency_s": min(float(upstream_latency_s), INPUT_BOUNDS["inference_latency_s"][1])}))
         tel = tel.model_copy(update={"prompt_tokens": max(1, min(prompt_tokens, INPUT_BOUNDS["prompt_tokens"][1]))})
         pending = _Pending(decision=d, telemetry=tel, ci_g_per_kwh=served.ci_g_per_kwh, ci_norm=served.ci_norm,
                            decided_utc=served.decided_utc, expires_utc=served.decided_utc)
@@ -663,7 +671,7 @@ class PolicyService:
             radio_profile=self.radio.name, radio_profile_version=self.radio.version, grid_zone=self.grid.zone_id,
             served_via="sidecar", output_tokens_source="reported",
             inference_kind="measured" if o.inference_energy_j is not None else "modelled",
-            radio_kind="measured", actor_kind="estimated" if d.actor_energy_j > 0 else "none",
+            radio_kind="modelled", actor_kind="estimated" if d.actor_energy_j > 0 else "unknown",
             quality_source=quality_source,
         )
 
