@@ -223,6 +223,11 @@ def find_counters(domains: Sequence[str] = DOMAINS, rapl_dir: str | None = None)
     if bad:
         raise ValueError(f"domains: unknown {bad} (known: {', '.join(DOMAINS)})")
     out = CounterSearch()
+    try:
+        import zeus  # noqa: F401
+    except ImportError:
+        out.reasons.append(f"Zeus is not installed, so no counter was read ({MEASURE_EXTRA})")
+        return out
     for wanted, search in (({"gpu"}, gpu_counters), ({"cpu", "dram"}, lambda: rapl_counters(rapl_dir))):
         if wanted & set(domains):
             found = search()

@@ -31,7 +31,7 @@ import numpy as np
 from .energy_counters import EnergyCounter
 
 __all__ = ["BatchEnergy", "IdleBaseline", "RepeatWindow", "idle_baseline", "measure_batch", "net_energy_j",
-           "obs_batches"]
+           "obs_batches", "time_batch"]
 
 
 def net_energy_j(gross_j: float, seconds: float, idle_power_w: float) -> float:
@@ -197,3 +197,15 @@ def measure_batch(decide: Callable[[np.ndarray], object], obs: np.ndarray, batch
         e1, t1 = _read(counters), clock()
         windows.append(RepeatWindow(seconds=t1 - t0, energy_j={k: e1[k] - e0[k] for k in e0}))
     return BatchEnergy(batch=batch, calls=calls, idle=idle, windows=windows)
+
+
+def time_batch(decide: Callable[[np.ndarray], object], obs: np.ndarray, batch: int, window_s: float = 0.5,
+               clock: Clock = time.perf_counter) -> float:
+    """Wall time per decision at ``batch`` observations per call, s: the calls of a warm-up-sized
+    window, then one timed window of them (where no counter is read, the latency the estimate uses)."""
+    batches = obs_batches(obs, batch)
+    calls = _calls_for(decide, batches, window_s, clock)
+    t0 = clock()
+    for i in range(calls):
+        decide(batches[i % len(batches)])
+    return (clock() - t0) / (calls * batch)

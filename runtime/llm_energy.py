@@ -23,7 +23,7 @@ With one request in flight E_i is the whole energy of its window. When every req
 are known the shares of each segment sum to one, so the energy of the segments is shared out
 exactly; the third rule makes the split an approximation while plain answers overlap. The GPU's
 whole draw is shared, its idle power included: keeping the GPU on is what serving costs (the
-server profiles' per-token energies of docs/model.md section 2 are whole-GPU figures too). Time
+server profiles' per-token energies, docs/model.md section 1, are Sprout's NVML whole-GPU figures too). Time
 with no request in flight is charged to none. A segment's energy is only as fine as the counter's
 updates (NVML: a few tens of ms), so answers of a few ms see zero or a whole tick.
 """

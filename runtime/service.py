@@ -151,6 +151,9 @@ class Outcome(_Input):
     :param output_tokens: answer length, tokens
     :param inference_energy_j: GPU energy of the answer, J; default from the server profile
         (``e_pre * prompt_tokens + e_tok * output_tokens``)
+    :param inference_energy_kind: what a reported ``inference_energy_j`` is: ``measured`` (a
+        counter of the serving stack read it; the default) or ``modelled`` (a simulator's figure,
+        as aolo's replay of a synthetic day reports); the ledger row's ``inference_kind`` says it
     :param inference_latency_s: generation time, s; default from the server profile likewise
     :param airtime_s: downlink airtime over all HARQ tries, s
     :param harq_tries: tries used
@@ -167,6 +170,7 @@ class Outcome(_Input):
     output_tokens: _bounded("output_tokens", int)  # type: ignore[valid-type]
     inference_energy_j: Optional[_bounded("inference_energy_j")] = None  # type: ignore[valid-type]
     inference_latency_s: Optional[_bounded("inference_latency_s")] = None  # type: ignore[valid-type]
+    inference_energy_kind: Literal["measured", "modelled"] = "measured"
     airtime_s: _bounded("airtime_s")  # type: ignore[valid-type]
     harq_tries: _bounded("harq_tries", int)  # type: ignore[valid-type]
     outage: Annotated[bool, Field(strict=True)]
@@ -670,7 +674,7 @@ class PolicyService:
             bundle_sha256=self.bundle.sha256, bundle_signer=self.bundle_signer, server_profile=srv.name, server_profile_version=srv.version,
             radio_profile=self.radio.name, radio_profile_version=self.radio.version, grid_zone=self.grid.zone_id,
             served_via="sidecar", output_tokens_source="reported",
-            inference_kind="measured" if o.inference_energy_j is not None else "modelled",
+            inference_kind=o.inference_energy_kind if o.inference_energy_j is not None else "modelled",
             radio_kind="modelled", actor_kind="estimated" if d.actor_energy_j > 0 else "unknown",
             quality_source=quality_source,
         )

@@ -179,6 +179,22 @@ def test_outcome_is_committed_and_returned_with_its_carbon(client, server):
     assert server.service.ledger.get("r1").to_dict() == row
 
 
+def test_a_reported_inference_energy_is_labelled_as_its_reporter_says(client, server):
+    for rid, kind in (("m1", None), ("m2", "modelled"), ("m3", "measured")):
+        client.post("/v1/decide", telemetry(rid))
+        extra = {} if kind is None else {"inference_energy_kind": kind}
+        status, row = client.post("/v1/outcome", outcome(rid, inference_energy_j=500.0, **extra))
+        assert status == 200 and row["inference_energy_j"] == 500.0
+        assert (row["inference_kind"], row["radio_kind"], row["actor_kind"]) == (kind or "measured", "modelled",
+                                                                                 "estimated")
+    client.post("/v1/decide", telemetry("m4"))
+    assert client.post("/v1/outcome", outcome("m4"))[1]["inference_kind"] == "modelled"  # none reported: the profile
+    status, err = client.post("/v1/decide", telemetry("m5"))
+    status, err = client.post("/v1/outcome", outcome("m5", inference_energy_j=1.0, inference_energy_kind="guessed"))
+    assert status == 422 and "inference_energy_kind" in json.dumps(err)
+    assert client.get("/v1/carbon")[1]["kinds"]["inference"] == {"measured": 2, "modelled": 2}
+
+
 def test_carbon_totals_cover_the_requested_time_range(client):
     for i, ts in enumerate(["2024-06-01T10:00:00Z", "2024-06-01T11:00:00Z", "2024-06-01T12:00:00Z"]):
         client.post("/v1/decide", telemetry(f"c{i}", timestamp_utc=ts))
