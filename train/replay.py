@@ -68,6 +68,8 @@ def replay(bundle_path: str | Path, scenario: ScenarioConfig, seed: int, ledger_
                             quality_tolerance_xi=scenario.quality_tolerance_xi, quality_window=scenario.quality_window,
                             include_radio=scenario.include_radio)
     sim = BatchSimulator(model, n_bs=n_bs, seed=seed)
+    # the simulator's inference energy: Sprout's NVML measurements on a trace, the server profile's model otherwise
+    energy_kind = "measured" if scenario.requests_csv is not None else "modelled"
     ctx = sim.reset(seed=seed)
     start_utc = model.grid.start_utc
     task = progress.add_task(f"replay {backend}/{precision}", total=None) if progress is not None else None
@@ -96,6 +98,7 @@ def replay(bundle_path: str | Path, scenario: ScenarioConfig, seed: int, ledger_
                 outcomes = [Outcome(
                     request_id=tags[b], output_tokens=int(round(served["tokens"][b])),
                     inference_energy_j=float(served["energy"][b]), inference_latency_s=float(served["latency"][b]),
+                    inference_energy_kind=energy_kind,
                     airtime_s=float(out.airtime_s[b]), harq_tries=int(out.tries[b]), outage=bool(out.outage[b]),
                     tx_power_w=float(out.tx_power_w[b]), quality=float(out.quality[b]),
                     quality_base=float(out.quality_base[b])) for b in live]
