@@ -128,7 +128,8 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
     model = ServiceModel(get_scenario(cfg.scenario))
     seeds = list(cfg.eval_seeds)
     runs = [load_run(d) for dirs in run_dirs.values() for d in dirs]
-    comparison = compare_runs(model, runs, seeds, n_bs=cfg.eval_n_bs)
+    comparison = compare_runs(model, runs, seeds, n_bs=cfg.eval_n_bs, cache_dir=out / "cache",
+                              log=lambda line: console.print(f"[dim]{line}[/dim]"))
     groups, refs, base = comparison.groups, comparison.references, comparison.base
     table = comparison_table(comparison, f"scenario {cfg.scenario}, evaluation seeds {seeds}, {cfg.eval_n_bs} BS "
                                          f"x 1 day; learned: mean ± std over {len(cfg.train_seeds)} run(s)")
@@ -204,7 +205,7 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
                              judgements_csv=str(cfg.shared_data / "judgements.csv"),
                              grid=str(cfg.shared_data / "grid" / "US-TEX-ERCO_2023_hourly.csv"))
         tmodel = ServiceModel(trace)
-        t = comparison_table(compare_runs(tmodel, runs, seeds, n_bs=cfg.eval_n_bs),
+        t = comparison_table(compare_runs(tmodel, runs, seeds, n_bs=cfg.eval_n_bs, cache_dir=out / "cache"),
                              "trace replay: Sprout's measured prompts and judgements, US-TEX-ERCO 2023 trace from "
                              "1 January (policies trained on the synthetic default)")
         console.print(t)

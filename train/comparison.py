@@ -10,7 +10,8 @@ the quality it lands at, at a common quality (:func:`comparison_quality_adjusted
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -45,9 +46,14 @@ class Comparison:
         return 100.0 * np.array([self.frontier.excess_frac(r) for r in results], dtype=np.float64)
 
 
-def compare_runs(model: ServiceModel, runs: Sequence[Any], seeds: Iterable[int], n_bs: int = 8) -> Comparison:
+def compare_runs(model: ServiceModel, runs: Sequence[Any], seeds: Iterable[int], n_bs: int = 8,
+                 cache_dir: str | Path | None = None, log: Callable[[str], None] | None = None) -> Comparison:
     """Evaluate trained runs (:class:`~aolo.train.run.TrainedRun`), the reference policies and the
-    LP frontier on ``seeds`` x ``n_bs`` base stations x 1 day, with a progress bar."""
+    LP frontier on ``seeds`` x ``n_bs`` base stations x 1 day, with a progress bar.
+
+    :param cache_dir: where the LP frontier is cached (:func:`aolo.train.frontier.lp_frontier`); None: no cache
+    :param log: where to say that the cached frontier was used or set aside
+    """
     seeds = list(seeds)
     groups: dict[str, list] = {}
     with progress() as bar:
@@ -57,7 +63,8 @@ def compare_runs(model: ServiceModel, runs: Sequence[Any], seeds: Iterable[int],
             groups.setdefault(run.config.algo, []).append(
                 (run, evaluate_policy(run.policy(), model, seeds, n_bs=n_bs, progress=bar)))
         lp_at_floor = refs[COMPARE_REFERENCES.index("class-aware-lp")]  # the frontier's margin 0
-        frontier = lp_frontier(model, seeds, n_bs=n_bs, progress=bar, evaluated={0.0: lp_at_floor})
+        frontier = lp_frontier(model, seeds, n_bs=n_bs, progress=bar, evaluated={0.0: lp_at_floor},
+                               cache_dir=cache_dir, log=log)
     return Comparison(groups=groups, references=refs, frontier=frontier)
 
 
