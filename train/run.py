@@ -54,12 +54,14 @@ def deterministic_actor(policy: Any) -> Callable[[np.ndarray], np.ndarray]:
     """
     import torch
 
+    from .sac_policy import deployed_action
+
     actor = policy.actor
 
     def act(obs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=policy.device)
-            return actor(x, deterministic=True).cpu().numpy()
+            return deployed_action(actor, x).cpu().numpy()
 
     return act
 
