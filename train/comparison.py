@@ -78,9 +78,10 @@ class ExcessGap:
     diff_pct: float
     """mean excess of a's runs minus b's, percentage points"""
     se_pct: float
-    """Welch standard error of the difference, percentage points"""
+    """Welch standard error of the difference (``scipy.stats.ttest_ind(equal_var=False)``), percentage points"""
     ci_low_pct: float
-    """lower end of the bootstrap 95% interval (runs resampled within each algorithm)"""
+    """lower end of the bootstrap 95% percentile interval (``scipy.stats.bootstrap``, runs resampled
+    within each algorithm)"""
     ci_high_pct: float
     """upper end of the bootstrap 95% interval"""
     n_a: int
@@ -103,16 +104,24 @@ def excess_gap(excess_a_pct: Sequence[float], excess_b_pct: Sequence[float], a: 
     :param seed: seed of the bootstrap
     :raises ValueError: unless each side has at least two finite values
     """
+    from scipy import stats
+
     va, vb = np.asarray(excess_a_pct, dtype=np.float64), np.asarray(excess_b_pct, dtype=np.float64)
     for name, v in ((a, va), (b, vb)):
         if v.size < 2 or not np.isfinite(v).all():
             raise ValueError(f"excess_gap: {name} needs at least two runs inside the LP's range, got {v.tolist()}")
-    rng = np.random.default_rng(seed)
-    boot = (rng.choice(va, (n_boot, va.size)).mean(axis=1) - rng.choice(vb, (n_boot, vb.size)).mean(axis=1))
-    low, high = np.percentile(boot, [2.5, 97.5])
-    se = float(np.sqrt(va.var(ddof=1) / va.size + vb.var(ddof=1) / vb.size))
-    return ExcessGap(a=a, b=b, diff_pct=float(va.mean() - vb.mean()), se_pct=se, ci_low_pct=float(low),
-                     ci_high_pct=float(high), n_a=int(va.size), n_b=int(vb.size))
+    welch = stats.ttest_ind(va, vb, equal_var=False)
+    ci = welch.confidence_interval(0.95)  # diff +- t_0.975(df) * se: the standard error, read back
+    se = float((ci.high - ci.low) / (2.0 * stats.t.ppf(0.975, welch.df)))
+    boot = stats.bootstrap((va, vb), _difference_of_means, n_resamples=n_boot, confidence_level=0.95,
+                           method="percentile", vectorized=True, random_state=np.random.default_rng(seed))
+    return ExcessGap(a=a, b=b, diff_pct=float(va.mean() - vb.mean()), se_pct=se,
+                     ci_low_pct=float(boot.confidence_interval.low), ci_high_pct=float(boot.confidence_interval.high),
+                     n_a=int(va.size), n_b=int(vb.size))
+
+
+def _difference_of_means(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    return a.mean(axis=axis) - b.mean(axis=axis)
 
 
 def comparison_gap(result: Comparison, a: str = "sdrl", b: str = "sac") -> ExcessGap | None:
