@@ -140,6 +140,8 @@ def run_seed_groups(policy: Policy, model: ServiceModel, seed: int, n_bs: int = 
         n_before = sim._n.copy()
         out = sim.step(level, power)
         m = counted
+        if n_groups > 1 and not (m.reshape(n_groups, n_bs) == m[:n_bs]).all():
+            raise RuntimeError("run_seed_groups: the groups left lockstep (their base stations share random streams)")
         cols = np.flatnonzero(m[:n_bs])  # the groups move in lockstep: same days, same ends
         for k, c in enumerate(carbon_keys):
             carbon_sums[k] += numpy_row_sums(getattr(out.carbon, c).reshape(n_groups, n_bs)[:, cols])
