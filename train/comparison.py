@@ -17,7 +17,7 @@ import numpy as np
 
 from aolo.console import progress
 
-from .evaluate import EvalResult, evaluate_policy, summary_row
+from .evaluate import EvalResult, evaluate_policies, summary_row
 from .frontier import Frontier, lp_frontier
 from .policies import COMPARE_REFERENCES, REFERENCE_POLICIES
 from .simulator import ServiceModel
@@ -57,11 +57,12 @@ def compare_runs(model: ServiceModel, runs: Sequence[Any], seeds: Iterable[int],
     seeds = list(seeds)
     groups: dict[str, list] = {}
     with progress() as bar:
-        refs = [evaluate_policy(REFERENCE_POLICIES[name](), model, seeds, n_bs=n_bs, progress=bar)
-                for name in COMPARE_REFERENCES]
-        for run in runs:
-            groups.setdefault(run.config.algo, []).append(
-                (run, evaluate_policy(run.policy(), model, seeds, n_bs=n_bs, progress=bar)))
+        # side by side: each result is the policy's lone evaluation, for one simulation's cost
+        results = evaluate_policies([REFERENCE_POLICIES[name]() for name in COMPARE_REFERENCES]
+                                    + [run.policy() for run in runs], model, seeds, n_bs=n_bs, progress=bar)
+        refs = results[:len(COMPARE_REFERENCES)]
+        for run, res in zip(runs, results[len(COMPARE_REFERENCES):]):
+            groups.setdefault(run.config.algo, []).append((run, res))
         lp_at_floor = refs[COMPARE_REFERENCES.index("class-aware-lp")]  # the frontier's margin 0
         frontier = lp_frontier(model, seeds, n_bs=n_bs, progress=bar, evaluated={0.0: lp_at_floor},
                                cache_dir=cache_dir, log=log)

@@ -7,7 +7,7 @@ savings against BASE are paired comparisons. Results per seed give the spread.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -15,7 +15,7 @@ import numpy as np
 from aolo.runtime.carbon import CarbonBreakdown
 
 from .policies import Policy
-from .simulator import N_LEVELS, BatchSimulator, ServiceModel, observe
+from .simulator import N_LEVELS, BatchSimulator, RequestContext, ServiceModel, observe
 
 COMPONENTS = CarbonBreakdown.COMPONENTS
 
@@ -163,6 +163,74 @@ def run_seed_groups(policy: Policy, model: ServiceModel, seed: int, n_bs: int = 
                        level_count_by_hour=level_counts[g].tolist(), ci_sum_by_hour=ci_sum[g].tolist(),
                        requests_by_hour=by_hour[g].tolist())
             for g in range(n_groups)]
+
+
+class _SimulatorPart:
+    """Base stations ``start`` to ``start + n_bs - 1`` of a shared simulator, seen by a policy as a
+    simulator of their own: the model, the seed, and per BS the day counter, position, length and
+    episode stream (what the oracle reads)."""
+
+    def __init__(self, sim: BatchSimulator, start: int, n_bs: int) -> None:
+        self._sim, self._part, self.n_bs = sim, slice(start, start + n_bs), n_bs
+        self.model, self.seed = sim.model, sim.seed
+
+    @property
+    def episode_count(self) -> np.ndarray:
+        return self._sim.episode_count[self._part]
+
+    @property
+    def pos(self) -> np.ndarray:
+        return self._sim.pos[self._part]
+
+    @property
+    def length(self) -> np.ndarray:
+        return self._sim.length[self._part]
+
+    def episode_stream(self, b: int) -> Any:
+        return self._sim.episode_stream(self._part.start + b)
+
+
+class PoliciesSideBySide:
+    """Several policies on one simulator, policy g deciding group g of ``n_bs`` base stations
+    (:func:`run_seed_groups`): each sees its group's context, observations and simulator part
+    only, so it decides as it would alone on ``n_bs`` base stations, while the simulator, the
+    requests and the observations are computed once for all of them.
+
+    :param policies: one per group
+    :param n_bs: base stations per group
+    """
+
+    name = "side-by-side"
+
+    def __init__(self, policies: Sequence[Policy], n_bs: int) -> None:
+        self.policies = list(policies)
+        self.parts = [slice(g * n_bs, (g + 1) * n_bs) for g in range(len(self.policies))]
+
+    def reset(self, sim: BatchSimulator, seed: int) -> None:
+        for policy, part in zip(self.policies, self.parts):
+            policy.reset(_SimulatorPart(sim, part.start, part.stop - part.start), seed)  # type: ignore[arg-type]
+
+    def decide(self, ctx: RequestContext, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        levels, powers = [], []
+        for policy, part in zip(self.policies, self.parts):
+            part_ctx = RequestContext(**{f.name: getattr(ctx, f.name)[part] for f in fields(ctx)})
+            level, power = policy.decide(part_ctx, obs[part])
+            levels.append(np.asarray(level, dtype=np.int64))
+            powers.append(np.asarray(power, dtype=np.float64))
+        return np.concatenate(levels), np.concatenate(powers)
+
+
+def evaluate_policies(policies: Sequence[Policy], model: ServiceModel, seeds: Iterable[int], n_bs: int = 8,
+                      days: int = 1, progress: Any = None) -> list[EvalResult]:
+    """Evaluate several policies on the same seeds side by side (:class:`PoliciesSideBySide`):
+    each result equals :func:`evaluate_policy` of that policy alone, to the bit
+    (``tests/test_reference_policies.py``), for one simulation's cost.
+
+    :return: one result per policy, in order
+    """
+    policies = list(policies)
+    return evaluate_policy_groups(PoliciesSideBySide(policies, n_bs), [p.name for p in policies], model, seeds,
+                                  n_bs=n_bs, days=days, progress=progress)
 
 
 def numpy_row_sums(x: np.ndarray) -> np.ndarray:
