@@ -92,6 +92,11 @@ def test_fused_neurons_give_snntorchs_spikes_means_and_gradients_bit_for_bit() -
     assert torch.allclose(mean, mean_ref, rtol=0, atol=1e-6)
     assert all(float(g.abs().sum()) > 0 for g in grads_ref)
     assert all(torch.equal(a, b) for a, b in zip(grads, grads_ref))
+    for mode in (torch.no_grad, torch.inference_mode):  # without gradients the spikes skip the autograd Functions
+        with mode():
+            net.reference_neurons = False
+            mean_fast, spikes_fast = net.forward_with_spikes(obs)
+        assert torch.equal(mean_fast, mean_ref) and all(torch.equal(a, b) for a, b in zip(spikes_fast, spikes_ref))
 
 
 def test_training_with_fused_neurons_is_snntorchs_to_the_bit_over_three_hundred_gradient_steps() -> None:

@@ -29,7 +29,7 @@ import torch
 from snntorch import surrogate
 from torch import nn
 
-__all__ = ["PopSANConfig", "PopSAN", "PopulationEncoder", "PopulationDecoder", "ENCODER_VTH", "cuba_lif_step"]
+__all__ = ["PopSANConfig", "PopSAN", "PopulationEncoder", "PopulationDecoder", "ENCODER_VTH", "cuba_lif_step", "heaviside"]
 
 from .popsan_config import ENCODER_VTH, PopSANConfig
 
@@ -107,9 +107,11 @@ class PopulationEncoder(nn.Module):
         stim = self.stimulus(obs)
         volt = torch.zeros_like(stim)
         spikes = []
+        grad = torch.is_grad_enabled()
         for _ in range(timesteps):
             volt = volt + stim
-            s = _RegularSpike.apply(volt, self.vth)
+            # without gradients, the Function's forward itself (its apply costs more than the step)
+            s = _RegularSpike.apply(volt, self.vth) if grad else (volt > self.vth).to(volt.dtype)
             volt = volt - s * self.vth
             spikes.append(s)
         return spikes
@@ -195,8 +197,11 @@ class PopSAN(nn.Module):
             for lif in self.neurons:
                 lif.reset_mem()  # drop snntorch's references to this graph
         else:
-            consts = [(lif.alpha.clamp(0, 1), lif.beta.clamp(0, 1), lif.threshold, lif.spike_grad)
-                      for lif in self.neurons]
+            # without gradients, the surrogates' common forward, 1[x > 0] (snntorch's atan and
+            # fast_sigmoid alike), saves an autograd Function call per layer and step
+            fire = [lif.spike_grad if torch.is_grad_enabled() else heaviside for lif in self.neurons]
+            consts = [(lif.alpha.clamp(0, 1), lif.beta.clamp(0, 1), lif.threshold, f)
+                      for lif, f in zip(self.neurons, fire)]
             for t in range(steps):
                 s = enc[t]
                 for k, lin in enumerate(self.layers):
@@ -206,6 +211,11 @@ class PopSAN(nn.Module):
         # sum / T, not mean(): torch's mean multiplies by 1/T, which is not the spec's division.
         rate = torch.stack(trains[-1]).sum(0) / steps
         return self.decoder(rate), [torch.stack(tr) for tr in trains]
+
+
+def heaviside(x: torch.Tensor) -> torch.Tensor:
+    """``1[x > 0]`` as float: the forward pass of snntorch's surrogate spike functions."""
+    return (x > 0).float()
 
 
 def cuba_lif_step(current: torch.Tensor, syn: torch.Tensor, mem: torch.Tensor, alpha: torch.Tensor,
