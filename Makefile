@@ -26,8 +26,10 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
+# Two pytest-xdist workers (the machine has 2 cores); tests that share an expensive fixture carry
+# one xdist_group mark and run on one worker (tests/conftest.py).
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 demo: $(STAMP)
 	$(VENV)/bin/aolo demo

@@ -12,6 +12,8 @@ from aolo.train.policies import REFERENCE_POLICIES, LPPolicy, solve_level_mix
 from aolo.train.scenario import get_scenario
 from aolo.train.simulator import ServiceModel
 
+pytestmark = pytest.mark.xdist_group("test_frontier")  # one xdist worker: its module fixture evaluates a frontier once
+
 
 def _pt(q: float, c: float) -> FrontierPoint:
     return FrontierPoint(margin=0.0, quality_vs_base_frac=q, carbon_g_per_request=c)

@@ -22,6 +22,8 @@ from aolo.train.requests import (
     read_sprout_requests,
 )
 
+pytestmark = pytest.mark.xdist_group("test_requests")  # one xdist worker: its module fixtures load Sprout's trace once
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRIVIAQA = TASK_CLASSES.index("triviaqa")
 
