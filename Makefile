@@ -44,8 +44,10 @@ install-gpu: $(STAMP)
 	$(PY) -m pip install --quiet --force-reinstall --no-deps "onnxruntime-gpu==1.23.2"
 	$(PY) -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.get_available_providers())"
 
+# Two pytest-xdist workers (the machine has 2 cores); tests that share an expensive fixture carry
+# one xdist_group mark and run on one worker (tests/conftest.py).
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 demo: $(STAMP)
 	$(VENV)/bin/aolo demo

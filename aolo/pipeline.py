@@ -120,7 +120,8 @@ def evaluate_runs(cfg: PipelineConfig, report: Report, run_dirs: dict[str, list[
     out, seeds = cfg.out_dir, list(cfg.eval_seeds)
     model = ServiceModel(get_scenario(cfg.scenario))
     runs = [load_run(d) for dirs in run_dirs.values() for d in dirs]
-    comparison = compare_runs(model, runs, seeds, n_bs=cfg.eval_n_bs)
+    comparison = compare_runs(model, runs, seeds, n_bs=cfg.eval_n_bs, cache_dir=out / "cache",
+                              log=lambda line: report.console.print(f"[dim]{line}[/dim]"))
     groups, refs = comparison.groups, comparison.references
     table_md = report.show(comparison_table(
         comparison, f"scenario {cfg.scenario}, evaluation seeds {seeds}, {cfg.eval_n_bs} BS x 1 day; learned: "
@@ -223,7 +224,8 @@ def trace_replay(cfg: PipelineConfig, report: Report, runs: list[Any]) -> None:
     trace = get_scenario(cfg.scenario, requests_csv=str(cfg.shared_data / "requests.csv"),
                          judgements_csv=str(cfg.shared_data / "judgements.csv"),
                          grid=str(cfg.shared_data / "grid" / "US-TEX-ERCO_2023_hourly.csv"))
-    comparison = compare_runs(ServiceModel(trace), runs, list(cfg.eval_seeds), n_bs=cfg.eval_n_bs)
+    comparison = compare_runs(ServiceModel(trace), runs, list(cfg.eval_seeds), n_bs=cfg.eval_n_bs,
+                              cache_dir=cfg.out_dir / "cache")
     report.add("Trace replay", report.show(comparison_table(
         comparison, "trace replay: Sprout's measured prompts and judgements, US-TEX-ERCO 2023 trace from 1 January "
                     "(policies trained on the synthetic default)")))

@@ -7,6 +7,8 @@ import pytest
 
 from aolo.pipeline import DEMO, run_pipeline
 
+pytestmark = pytest.mark.xdist_group("test_pipeline")  # one xdist worker: its module fixture runs the whole pipeline once
+
 
 @pytest.fixture(scope="module")
 def pipeline_report(tmp_path_factory):
