@@ -19,6 +19,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+pytestmark = pytest.mark.xdist_group("ray")  # one xdist worker owns the local Ray
+
 ray = pytest.importorskip("ray", reason="Ray Tune is the sweep extra (make install installs it)")
 
 from aolo.cli import app  # noqa: E402

@@ -277,8 +277,10 @@ def compare(
                                       "beside the class-aware LP's frontier"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write every result as JSON"),
     torch_threads: int = typer.Option(1, "--torch-threads", min=1, help="torch.set_num_threads for the actors"),
-    ray: bool = typer.Option(False, "--ray", help="evaluate runs x seeds and the LP frontier's margins x seeds in "
-                                                  "parallel on Ray (same results)"),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="folder of cached LP frontiers (default: "
+                                                           "'.cache' beside the first run directory)"),
+    ray: bool = typer.Option(False, "--ray", help="evaluate runs x seeds and the LP frontier's seeds x margin groups "
+                                                  "in parallel on Ray (same results)"),
     address: Optional[str] = typer.Option(None, "--address", help="with --ray: a Ray cluster (auto, ray://HOST:PORT)",
                                           show_default="a local Ray on this machine's cores"),
 ) -> None:
@@ -317,17 +319,20 @@ def compare(
     if len(scenarios) != 1:
         _fail(f"runs: trained on different scenarios ({', '.join(sorted(scenarios))}); compare one at a time")
     model = ServiceModel(get_scenario(scenarios.pop()))
+    cache_dir = cache or runs[0].parent / ".cache"
+    log = lambda line: console().print(f"[dim]{line}[/dim]")  # noqa: E731
     if ray or address is not None:
         from .evaluation_fanout import compare_runs_on_ray
         from .ray_cluster import ray_session
 
         try:
             with ray_session(address):
-                result = compare_runs_on_ray(model, loaded, seed_list, n_bs=n_bs, torch_threads=torch_threads)
+                result = compare_runs_on_ray(model, loaded, seed_list, n_bs=n_bs, torch_threads=torch_threads,
+                                             cache_dir=cache_dir, log=log)
         except ValueError as e:
             _fail(str(e))
     else:
-        result = compare_runs(model, loaded, seed_list, n_bs=n_bs)
+        result = compare_runs(model, loaded, seed_list, n_bs=n_bs, cache_dir=cache_dir, log=log)
     groups = result.groups
     console().print(comparison_table(result, f"scenario {model.scenario.name}, seeds {seed_list}, "
                                              f"{n_bs} BS x 1 day; learned: mean ± std over runs"))

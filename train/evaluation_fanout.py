@@ -1,13 +1,15 @@
-"""Evaluations fanned out on Ray (``aolo evaluate --ray``, ``aolo compare --ray``): policies x seeds,
-and the class-aware LP's frontier as seeds x groups of margins, with results equal to the serial
-path's to the last bit.
+"""Evaluations fanned out on Ray (``aolo evaluate --ray``, ``aolo compare --ray``): seeds x groups
+of policies, and the class-aware LP's frontier as seeds x groups of margins, with results equal to
+the serial path's to the last bit.
 
 Why they are equal: a seed fixes every request, channel and load, each policy is reset per seed
-(:func:`aolo.train.evaluate.run_seed` builds its own simulator), and an :class:`EvalResult` is its
-per-seed totals in seed order; so evaluating each (policy, seed) in its own task and putting the
-:class:`SeedResult` s back in seed order gives the serial result. The frontier's margins are
-independent in the same way (:func:`aolo.train.frontier.margin_results`). The tasks run the same
-functions as the serial path, on a :class:`ServiceModel` each worker builds from the scenario.
+(:func:`aolo.train.evaluate.run_seed_groups` builds its own simulator), and an :class:`EvalResult`
+is its per-seed totals in seed order. Policies evaluated side by side
+(:func:`aolo.train.evaluate.evaluate_policies`) and margins side by side
+(:class:`aolo.train.frontier.LPMarginsPolicy`) each give what that policy or margin gives alone, so
+any split of them into groups gives the same numbers; each task runs the serial path's own
+function on one seed and one group, and the driver puts the :class:`SeedResult` s back in seed
+order. The tasks run on a :class:`ServiceModel` each worker builds from the scenario.
 
 Workers read run directories and scenario files by the paths the driver gives: on a cluster those
 must be on storage every node sees at the same path (docs/sweeps.md).
@@ -18,10 +20,11 @@ from __future__ import annotations
 import functools
 import json
 import math
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .evaluate import EvalResult, SeedResult, evaluate_policy
-from .frontier import DEFAULT_MARGINS, Frontier, lp_frontier, margin_results
+from .evaluate import EvalResult, SeedResult, evaluate_policies, evaluate_policy_groups
+from .frontier import DEFAULT_MARGINS, Frontier, LPMarginsPolicy, lp_frontier
 from .policies import LPPolicy, REFERENCE_POLICIES
 from .scenario import ScenarioConfig
 from .simulator import ServiceModel
@@ -61,27 +64,32 @@ def policy_name(source: str) -> str:
     """The name an evaluation of ``source`` carries (a reference's, or ``<algo>:<run dir name>``)."""
     if source in REFERENCE_POLICIES:
         return REFERENCE_POLICIES[source]().name
-    from pathlib import Path
-
     from .run import CONFIG_FILE
 
     algo = json.loads((Path(source) / CONFIG_FILE).read_text())["algo"]
     return f"{algo}:{Path(source).name}"
 
 
-def _evaluate_one(source: str, scenario_json: str, seed: int, n_bs: int, days: int, torch_threads: int) -> dict:
-    """One policy on one seed, as the serial path evaluates it: a SeedResult as a dict."""
+def _evaluate_group(sources: tuple[str, ...], scenario_json: str, seed: int, n_bs: int, days: int,
+                    torch_threads: int) -> list[dict]:
+    """A group of policies side by side on one seed (:func:`evaluate_policies`, as the serial
+    path): one SeedResult per policy, as dicts."""
     from dataclasses import asdict
 
-    result = evaluate_policy(_policy(source, torch_threads), _model_of(scenario_json), [seed], n_bs=n_bs, days=days)
-    return asdict(result.per_seed[0])
+    results = evaluate_policies([_policy(src, torch_threads) for src in sources], _model_of(scenario_json), [seed],
+                                n_bs=n_bs, days=days)
+    return [asdict(r.per_seed[0]) for r in results]
 
 
 def _evaluate_margins(scenario_json: str, seed: int, n_bs: int, margins: tuple[float, ...]) -> list[dict]:
-    """The class-aware LP at each margin on one seed (:func:`margin_results`): SeedResults as dicts."""
+    """The class-aware LP at a group of margins side by side on one seed (:class:`LPMarginsPolicy`,
+    as :func:`lp_frontier` evaluates them): one SeedResult per margin, as dicts."""
     from dataclasses import asdict
 
-    return [asdict(r.per_seed[0]) for r in margin_results(_model_of(scenario_json), [seed], n_bs, margins)]
+    names = [LPPolicy(per_class=True, quality_margin=m).name for m in margins]
+    results = evaluate_policy_groups(LPMarginsPolicy(margins, n_bs), names, _model_of(scenario_json), [seed],
+                                     n_bs=n_bs)
+    return [asdict(r.per_seed[0]) for r in results]
 
 
 # =============================================================================================
@@ -97,8 +105,6 @@ def _remote(fn: Callable[..., Any]) -> Any:
 def _scenario_json(scenario: ScenarioConfig) -> str:
     """The scenario as JSON for the workers, every field naming a file made absolute (a worker's
     working directory is not the driver's)."""
-    from pathlib import Path
-
     data = scenario.to_dict()
     for name, value in data.items():
         if isinstance(value, str) and Path(value).is_file():
@@ -121,66 +127,77 @@ def _gather(refs: list[Any], progress: Any = None, description: str = "Ray tasks
 
 def evaluate_on_ray(sources: Sequence[str], scenario: ScenarioConfig, seeds: Sequence[int], n_bs: int = 8,
                     days: int = 1, torch_threads: int = 1, progress: Any = None) -> list[EvalResult]:
-    """Each policy on each seed, one Ray task per (policy, seed); equal to ``[evaluate_policy(p,
-    model, seeds, ...) for p in policies]``.
+    """Each policy on each seed, one Ray task per (seed, group of policies side by side); equal to
+    ``[evaluate_policy(p, model, seeds, ...) for p in policies]``.
 
     :param sources: reference policy names (:data:`REFERENCE_POLICIES`) or run directories
     :param torch_threads: torch.set_num_threads in the workers that run actors (the serial path's)
     :return: one :class:`EvalResult` per source, in order, its seeds in the order given
     """
     seeds = [int(s) for s in seeds]
+    sources = [src if src in REFERENCE_POLICIES else str(Path(src).resolve()) for src in sources]
     sc = _scenario_json(scenario)
-    remote = _remote(_evaluate_one)
-    refs = [remote.remote(src, sc, seed, n_bs, days, torch_threads) for src in sources for seed in seeds]
+    groups = _groups(sources, len(seeds))
+    remote = _remote(_evaluate_group)
+    refs = [remote.remote(group, sc, seed, n_bs, days, torch_threads) for group in groups for seed in seeds]
     rows = _gather(refs, progress, f"{len(sources)} policies x {len(seeds)} seeds on Ray")
-    out = []
-    for i, src in enumerate(sources):
-        per_seed = [SeedResult(**row) for row in rows[i * len(seeds):(i + 1) * len(seeds)]]
-        out.append(EvalResult(policy=policy_name(src), scenario=scenario.name, per_seed=per_seed))
+    per_source = _regroup(groups, seeds, rows)
+    return [EvalResult(policy=policy_name(src), scenario=scenario.name, per_seed=per_source[i])
+            for i, src in enumerate(sources)]
+
+
+def _regroup(groups: list[tuple[Any, ...]], seeds: list[int], rows: list[list[dict]]) -> list[list[SeedResult]]:
+    """The tasks' rows (group-major, then seed) back as one list of SeedResults per item, in seed order."""
+    out: list[list[SeedResult]] = []
+    for k, group in enumerate(groups):
+        per_item: list[list[SeedResult]] = [[] for _ in group]
+        for j in range(len(seeds)):
+            for i, row in enumerate(rows[k * len(seeds) + j]):
+                per_item[i].append(SeedResult(**row))
+        out.extend(per_item)
     return out
 
 
-def _margin_groups(margins: Sequence[float], n_seeds: int) -> list[tuple[float, ...]]:
-    """Margins split into contiguous groups so that seeds x groups gives about two tasks per CPU."""
+def _groups(items: Sequence[Any], n_seeds: int) -> list[tuple[Any, ...]]:
+    """``items`` split into contiguous groups so that seeds x groups gives about two tasks per CPU
+    (each group is evaluated side by side, which costs far less than its items one by one)."""
     import ray
 
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    n_groups = max(1, min(len(margins), math.ceil(2 * cpus / max(n_seeds, 1))))
-    size = math.ceil(len(margins) / n_groups)
-    return [tuple(float(m) for m in margins[i:i + size]) for i in range(0, len(margins), size)]
+    n_groups = max(1, min(len(items), math.ceil(2 * cpus / max(n_seeds, 1))))
+    size = math.ceil(len(items) / n_groups)
+    return [tuple(items[i:i + size]) for i in range(0, len(items), size)]
 
 
 def lp_frontier_on_ray(model: ServiceModel, seeds: Sequence[int], n_bs: int = 8,
                        margins: Sequence[float] = DEFAULT_MARGINS, progress: Any = None,
-                       evaluated: dict[float, EvalResult] | None = None) -> Frontier:
-    """:func:`aolo.train.frontier.lp_frontier` with the margins not in ``evaluated`` evaluated on
-    Ray, one task per (seed, group of margins); the same frontier, number for number."""
+                       evaluated: dict[float, EvalResult] | None = None, cache_dir: str | Path | None = None,
+                       log: Callable[[str], None] | None = None) -> Frontier:
+    """:func:`aolo.train.frontier.lp_frontier` (its cache too) with the margins it has to evaluate
+    run on Ray, one task per (seed, group of margins side by side); the same frontier, number for number."""
     seeds = [int(s) for s in seeds]
-    evaluated = {float(m): r for m, r in (evaluated or {}).items()}
-    todo = [float(m) for m in margins if float(m) not in evaluated]
-    if todo:
+
+    def evaluate_margins(todo: list[float]) -> list[EvalResult]:
         sc = _scenario_json(model.scenario)
-        groups = _margin_groups(todo, len(seeds))
+        groups = _groups([float(m) for m in todo], len(seeds))
         remote = _remote(_evaluate_margins)
         refs = [remote.remote(sc, seed, n_bs, group) for group in groups for seed in seeds]
         rows = _gather(refs, progress, f"LP frontier: {len(todo)} margins x {len(seeds)} seeds on Ray")
-        per_margin: dict[float, list[SeedResult]] = {m: [] for m in todo}
-        for k, group in enumerate(groups):
-            for j in range(len(seeds)):  # seed order within each margin
-                for m, row in zip(group, rows[k * len(seeds) + j]):
-                    per_margin[m].append(SeedResult(**row))
-        for m in todo:
-            evaluated[m] = EvalResult(policy=LPPolicy(per_class=True, quality_margin=m).name,
-                                      scenario=model.scenario.name, per_seed=per_margin[m])
-    return lp_frontier(model, seeds, n_bs=n_bs, margins=margins, evaluated=evaluated)
+        return [EvalResult(policy=LPPolicy(per_class=True, quality_margin=m).name, scenario=model.scenario.name,
+                           per_seed=per_seed) for m, per_seed in zip(todo, _regroup(groups, seeds, rows))]
+
+    return lp_frontier(model, seeds, n_bs=n_bs, margins=margins, evaluated=evaluated, cache_dir=cache_dir, log=log,
+                       evaluate_margins=evaluate_margins)
 
 
 def compare_runs_on_ray(model: ServiceModel, runs: Sequence[Any], seeds: Sequence[int], n_bs: int = 8,
-                        torch_threads: int = 1) -> Any:
+                        torch_threads: int = 1, cache_dir: str | Path | None = None,
+                        log: Callable[[str], None] | None = None) -> Any:
     """:func:`aolo.train.comparison.compare_runs` with its evaluations fanned out on Ray: the
     reference policies and runs x seeds, then the LP frontier's other margins x seeds.
 
     :param runs: loaded runs (:class:`aolo.train.run.TrainedRun`), evaluated from their run directories
+    :param cache_dir: the LP frontier's cache (as :func:`compare_runs`); None: no cache
     :return: a :class:`aolo.train.comparison.Comparison` equal to the serial one
     """
     from aolo.console import progress
@@ -197,5 +214,6 @@ def compare_runs_on_ray(model: ServiceModel, runs: Sequence[Any], seeds: Sequenc
         for run, res in zip(runs, results[len(COMPARE_REFERENCES):]):
             groups.setdefault(run.config.algo, []).append((run, res))
         lp_at_floor = refs[COMPARE_REFERENCES.index("class-aware-lp")]  # the frontier's margin 0, as serially
-        frontier = lp_frontier_on_ray(model, seeds, n_bs=n_bs, progress=bar, evaluated={0.0: lp_at_floor})
+        frontier = lp_frontier_on_ray(model, seeds, n_bs=n_bs, progress=bar, evaluated={0.0: lp_at_floor},
+                                      cache_dir=cache_dir, log=log)
     return Comparison(groups=groups, references=refs, frontier=frontier)

@@ -22,6 +22,9 @@ def ray_missing_message() -> str | None:
         from ray import tune  # noqa: F401
     except ImportError as e:
         return f"Ray Tune is not installed ({e}); pip install -e '.[sweep]' (make install does)"
+    except KeyError as e:  # amdsmi without ROCm's library (the Makefile removes it): Ray's import fails
+        return (f"Ray cannot be imported ({type(e).__name__} {e}: the amdsmi package without ROCm's libamd_smi.so); "
+                "pip uninstall amdsmi, or install ROCm's amd-smi-lib")
     return None
 
 
