@@ -31,6 +31,7 @@ from aolo.train.frontier import lp_frontier  # noqa: E402
 from aolo.train.policies import REFERENCE_POLICIES  # noqa: E402
 from aolo.train.run import load_run  # noqa: E402
 from aolo.train.scenario import get_scenario  # noqa: E402
+from aolo.train.seeds import EVAL_SEEDS  # noqa: E402
 from aolo.train.simulator import ServiceModel  # noqa: E402
 from aolo.train.sweep import find_run, run_sweep  # noqa: E402
 from aolo.train.sweep_config import read_sweep_file, sweep_from_dict  # noqa: E402
@@ -193,18 +194,47 @@ def test_a_trial_whose_worker_is_sigkilled_is_retried_and_completes(tmp_path):
     assert steps == sorted(set(steps)) and steps[-1] == 2_400
 
 
+def test_a_search_chooses_on_validation_seeds_and_evaluates_the_chosen_trial_once_on_the_evaluation_seeds(tmp_path):
+    out = tmp_path / "search"
+    sweep = sweep_from_dict({"name": "search", "out_dir": str(out), "metric": "carbon_g_per_request",
+                             "base": {**TINY_BASE, "algo": "sac"}, "grid": {"seed": [0]},
+                             "search": {"num_samples": 3, "seed": 0,
+                                        "space": {"learning_rate": {"loguniform": [1e-4, 1e-2]}},
+                                        "asha": {"grace_period_steps": 400, "reduction_factor": 2}}}, "test sweep")
+    report = run_sweep(sweep, show_progress=False)
+    assert len(report.rows) == 3 and len({r.overrides["learning_rate"] for r in report.rows}) == 3
+    assert all(r.status in ("done", "stopped early") for r in report.rows), [r.status for r in report.rows]
+    for row in report.rows:  # the trials saw the validation seeds only
+        for line in (Path(row.run_dir) / "evaluations.jsonl").read_text().splitlines():
+            assert [s["seed"] for s in json.loads(line)["result"]["per_seed"]] == [501]
+    best = report.best
+    assert best is not None and best.metrics["carbon_g_per_request"] == min(
+        r.metrics["carbon_g_per_request"] for r in report.rows if r.status == "done")
+    chosen = report.chosen_evaluation
+    assert chosen["trial"] == best.trial and chosen["seeds"] == list(EVAL_SEEDS)
+    assert "the evaluation seeds never entered the search" in chosen["chosen_on"]
+    serial = evaluate_policy(load_run(best.run_dir).policy(), ServiceModel(get_scenario("tiny")), EVAL_SEEDS)
+    assert chosen["result"] == serial.to_dict()
+    again = run_sweep(sweep, show_progress=False)  # finished: nothing trains, the evaluation is read back
+    assert [(r.trial, r.status) for r in again.rows] == [(r.trial, r.status) for r in report.rows]
+    assert again.chosen_evaluation == chosen
+
+
 # --- the fan-out of aolo evaluate ----------------------------------------------------------------
-def test_the_lp_frontier_on_ray_equals_the_serial_one_over_several_seeds(tiny_model):
+# two seeds on 2 CPUs: one task per seed, all margins (policies) side by side; one seed: two groups
+@pytest.mark.parametrize("seeds", [[1001, 1003], [1003]])
+def test_the_lp_frontier_on_ray_equals_the_serial_one(tiny_model, seeds):
     margins = (-0.05, 0.0, 0.02, 0.05, 0.08)
-    serial = lp_frontier(tiny_model, [1001, 1003], n_bs=2, margins=margins)
-    fanned = lp_frontier_on_ray(tiny_model, [1001, 1003], n_bs=2, margins=margins)
+    serial = lp_frontier(tiny_model, seeds, n_bs=2, margins=margins)
+    fanned = lp_frontier_on_ray(tiny_model, seeds, n_bs=2, margins=margins)
     assert fanned.to_dict() == serial.to_dict() and len(serial.points) == 5
 
 
-def test_evaluate_on_ray_equals_the_serial_evaluation(tiny_model):
+@pytest.mark.parametrize("seeds", [[1001, 1003], [1003]])
+def test_evaluate_on_ray_equals_the_serial_evaluation(tiny_model, seeds):
     names = ["base", "class-aware-lp", "random"]
-    serial = [evaluate_policy(REFERENCE_POLICIES[n](), tiny_model, [1001, 1003], n_bs=2) for n in names]
-    fanned = evaluate_on_ray(names, tiny_model.scenario, [1001, 1003], n_bs=2)
+    serial = [evaluate_policy(REFERENCE_POLICIES[n](), tiny_model, seeds, n_bs=2) for n in names]
+    fanned = evaluate_on_ray(names, tiny_model.scenario, seeds, n_bs=2)
     assert [r.to_dict() for r in fanned] == [r.to_dict() for r in serial]
 
 
@@ -227,6 +257,8 @@ def test_aolo_evaluate_with_ray_prints_and_writes_the_serial_results(tmp_path):
     ("[search]\nnum_samples = 2\n[search.space]\n\"popsan.timestep\" = { choice = [3] }\n",
      "search.space.popsan.timestep: not a TrainConfig field"),
     ("[base]\nout_dir = 'x'\n", "base.out_dir: set by the sweep"),
+    ("[grid]\nseed = [0, 1]\n[search]\nnum_samples = 2\n[search.space]\ngamma = { uniform = [0.4, 0.6] }\n",
+     "grid: a search runs on one grid point, got 2"),
 ])
 def test_a_bad_sweep_file_gets_one_line_naming_the_key(tmp_path, text, named):
     path = tmp_path / "bad.toml"

@@ -18,7 +18,7 @@ Fields of PopSAN are named ``popsan.<field>``. Example::
     algo = ["sdrl", "sac"]
     seed = [0, 1, 2]
 
-    [search]                          # optional: num_samples trials drawn by Optuna's TPE
+    [search]                          # optional: num_samples trials drawn by Optuna's TPE (the grid: one point)
     num_samples = 16
     [search.space]
     learning_rate = { loguniform = [1e-4, 1e-3] }
@@ -164,6 +164,14 @@ class SweepConfig(BaseModel):
             raise ValueError(f"unknown metric {value!r} (known: {', '.join(METRICS)})")
         return value
 
+
+    @model_validator(mode="after")
+    def _one_point_searched(self) -> "SweepConfig":
+        n_points = len(self.grid_points())
+        if self.search is not None and n_points > 1:
+            raise ValueError(f"grid: a search runs on one grid point, got {n_points} (one value per grid key; "
+                             "run a sweep per seed or algorithm)")
+        return self
 
     @property
     def mode(self) -> Literal["min", "max"]:
