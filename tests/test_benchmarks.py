@@ -20,6 +20,7 @@ SUMMARY_LINES: dict[str, tuple[str, ...]] = {
     "env_throughput.py": ("single env (LLMServiceEnv)", "ratio vector / single"),
     "request_sources.py": ("synthetic: 100,000 requests sampled",),
     "runtime_latency.py": ("in-process decisions", "PolicyService.decide", "HTTP on loopback"),
+    "sweep_scaling.py": ("runs as a sweep", "LP frontier", "Ray start-up"),
     "train_throughput.py": ("sdrl:", "sac :", "ratio sac / sdrl"),
 }
 """What each benchmark prints when it has run every part; a new script must be added here."""
@@ -37,7 +38,12 @@ def test_every_benchmark_has_a_smoke_test() -> None:
         assert (repo / test_file).is_file(), test_file
 
 
-@pytest.mark.parametrize("script", sorted(SUMMARY_LINES))
+ON_RAY = {"sweep_scaling.py"}
+"""Benchmarks that start a local Ray: on the xdist worker that owns Ray (tests/test_sweep.py)."""
+
+
+@pytest.mark.parametrize("script", [pytest.param(s, marks=pytest.mark.xdist_group("ray")) if s in ON_RAY else s
+                                    for s in sorted(SUMMARY_LINES)])
 def test_benchmark_smoke_mode_runs(script: str) -> None:
     result = subprocess.run([sys.executable, str(BENCHMARKS / script), "--smoke"], capture_output=True, text=True,
                             timeout=600)
