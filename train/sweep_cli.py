@@ -20,18 +20,10 @@ def _fail(message: str) -> None:
 
 def _sweep_data(sweep_file: Path | None, config_file: Path | None, options: dict[str, Any]) -> tuple[dict, str]:
     """The sweep file's tables with the options over them, and what they came from (for messages)."""
-    import tomli
-
+    from .sweep_config import read_sweep_tables
     from .train_config import read_config_file
 
-    data: dict[str, Any] = {}
-    if sweep_file is not None:
-        try:
-            data = tomli.loads(sweep_file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as e:
-            raise ValueError(f"{sweep_file}: cannot read it ({e})") from None
-        except tomli.TOMLDecodeError as e:
-            raise ValueError(f"{sweep_file}: {e}") from None
+    data: dict[str, Any] = read_sweep_tables(sweep_file) if sweep_file is not None else {}
     base = dict(data.get("base", {})) if isinstance(data.get("base", {}), dict) else data.get("base")
     grid = dict(data.get("grid", {})) if isinstance(data.get("grid", {}), dict) else data.get("grid")
     if config_file is not None and isinstance(base, dict):

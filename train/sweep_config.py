@@ -44,7 +44,7 @@ from .popsan_config import PopSANConfig
 from .train_config import TrainConfig
 
 __all__ = ["SweepConfig", "SearchConfig", "AshaConfig", "Distribution", "read_sweep_file", "METRICS",
-           "trial_key", "SWEEP_OWNED_FIELDS"]
+           "trial_key", "SWEEP_OWNED_FIELDS", "read_sweep_tables", "sweep_from_dict"]
 
 METRICS: dict[str, Literal["min", "max"]] = {
     "excess_vs_lp_frac": "min",
@@ -235,19 +235,26 @@ def trial_key(config: TrainConfig) -> str:
     return f"{config.algo}__seed{config.seed}__{digest}"
 
 
+def read_sweep_tables(path: str | Path) -> dict[str, Any]:
+    """A sweep file's TOML tables, not yet validated (the CLI lays its options over them).
+
+    :raises ValueError: one line naming the file (unreadable, or not TOML: with its line)
+    """
+    path = Path(path)
+    try:
+        return tomli.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot read it ({e})") from None
+    except tomli.TOMLDecodeError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
 def read_sweep_file(path: str | Path) -> SweepConfig:
     """Read and validate a sweep file (TOML), and every trial config it implies.
 
     :raises ValueError: one line naming the file and the key (``sweep.toml: grid.lerning_rate: ...``)
     """
-    path = Path(path)
-    try:
-        data = tomli.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: cannot read it ({e})") from None
-    except tomli.TOMLDecodeError as e:
-        raise ValueError(f"{path}: {e}") from None
-    return sweep_from_dict(data, str(path))
+    return sweep_from_dict(read_sweep_tables(path), str(path))
 
 
 def _check_keys(data: dict[str, Any], source: str) -> None:
