@@ -62,7 +62,7 @@ class ActorAverage:
 
         :raises ValueError: the file is not an actor average (named)
         """
-        from .run import read_run_file
+        from .run_files import read_run_file
 
         raw = read_run_file(path)  # a plain file of bounded size, else a ValueError naming it
         try:

@@ -42,7 +42,7 @@ from aolo.runtime.policy_io import ACT_DIM, OBS_DIM
 
 from .env import action_space, observation_space
 from .popsan_config import PopSANConfig
-from .run import MAX_RUN_FILE_READ_BYTES, read_run_file
+from .run_files import MAX_RUN_FILE_READ_BYTES, read_run_file
 from .sac_policy import SpikingActor
 
 __all__ = ["ActorKwargs", "save_actor_weights", "load_actor", "load_actor_state", "actor_state_from_sb3_zip",

@@ -42,7 +42,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from aolo.runtime.atomic_files import (TEMP_SUFFIX, atomic_path, fsync_dir, remove_temporary_files, write_bytes_atomic,
                                        write_json_atomic)
 
-from .run import ACTOR_AVERAGE_FILE, CONFIG_FILE, MODEL_FILE, REPLAY_FILE, STATE_FILE, read_run_file
+from .run import ACTOR_AVERAGE_FILE, CONFIG_FILE, MODEL_FILE, REPLAY_FILE, STATE_FILE
+from .run_files import read_run_file
 
 __all__ = ["STAGING_DIR", "MANIFEST_FILE", "RunManifest", "write_checkpoint", "recover_checkpoint",
            "verified_checkpoint"]

@@ -30,7 +30,6 @@ bounded size. Only ``aolo train --resume`` loads SB3's pickled files, after chec
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -39,10 +38,12 @@ import numpy as np
 
 from aolo.runtime.actor_spec import ActorSpec
 
-__all__ = ["TrainedRun", "load_run", "is_run_dir", "deterministic_actor", "read_evaluations", "read_run_file",
+from .run_files import read_run_file
+
+__all__ = ["TrainedRun", "load_run", "is_run_dir", "deterministic_actor", "read_evaluations",
            "CONFIG_FILE", "MODEL_FILE", "ACTOR_SPEC_FILE", "EVALUATIONS_FILE", "STATE_FILE", "VERSIONS_FILE",
            "REPLAY_FILE", "ACTOR_AVERAGE_FILE", "ACTOR_WEIGHTS_FILE", "ACTOR_KWARGS_FILE", "PROGRESS_FILE",
-           "MAX_RUN_FILE_READ_BYTES", "sb3_custom_objects"]
+           "sb3_custom_objects"]
 
 CONFIG_FILE = "config.json"
 VERSIONS_FILE = "versions.json"
@@ -55,34 +56,6 @@ REPLAY_FILE = "replay_buffer.pkl"
 ACTOR_AVERAGE_FILE = "actor_average.pt"
 ACTOR_WEIGHTS_FILE = "actor.safetensors"
 ACTOR_KWARGS_FILE = "actor_kwargs.json"
-
-MAX_RUN_FILE_READ_BYTES = 256 << 20
-"""Largest file :func:`load_run` reads, bytes (a bundle's limit, ``runtime.bundle.MAX_FILE_BYTES``:
-a 32 x 32 SDRL actor's spec is ~100 kB, its weights ~30 kB, the evaluations a few MB)."""
-
-
-def read_run_file(path: str | Path, max_bytes: int = MAX_RUN_FILE_READ_BYTES) -> bytes:
-    """The bytes of a plain file of a run directory: a symbolic link is refused (O_NOFOLLOW), so
-    nothing outside the folder is read, and so is a file over ``max_bytes``.
-
-    :raises ValueError: naming the file
-    """
-    path = Path(path)
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError as e:
-        what = "a symbolic link" if path.is_symlink() else e.strerror
-        raise ValueError(f"{path}: cannot read ({what}; a run directory holds plain files)") from None
-    chunks, n_bytes = [], 0
-    with os.fdopen(fd, "rb") as f:
-        # in chunks: read(max_bytes + 1) would allocate max_bytes up front
-        while chunk := f.read(1 << 20):
-            n_bytes += len(chunk)
-            if n_bytes > max_bytes:
-                raise ValueError(f"{path}: larger than {max_bytes} bytes")
-            chunks.append(chunk)
-    return b"".join(chunks)
-
 
 def _read_json(path: Path) -> Any:
     try:
