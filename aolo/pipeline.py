@@ -68,10 +68,12 @@ def one_request(report: Report) -> None:
     ci = float(load_grid(DEFAULT_GRID_ZONE).ci_g_per_kwh[18])
     est = estimate_request(server, radio, ci, output_tokens=200)
     total = float(est.breakdown.total_g)
-    rows = ["| component | carbon (g) | share |", "|---|---|---|"]
-    rows += [f"| {c} | {float(getattr(est.breakdown, c)):.5f} | {100 * float(getattr(est.breakdown, c)) / total:.1f}% |"
-             for c in est.breakdown.COMPONENTS]
-    rows.append(f"| **total** | **{total:.5f}** | 100% |")
+    kinds = est.breakdown.MODEL_KINDS
+    rows = ["| component | carbon (g) | share | kind |", "|---|---|---|---|"]
+    rows += [f"| {c} | {float(getattr(est.breakdown, c)):.5f} | {100 * float(getattr(est.breakdown, c)) / total:.1f}% "
+             f"| {kinds[c]} |" for c in est.breakdown.COMPONENTS if c != "actor_g"]
+    rows.append("| actor_g | - | - | not charged: no policy decides this example |")
+    rows.append(f"| **total** | **{total:.5f}** | 100% | modelled |")
     report.console.print("\n".join(rows))
     report.add("One request", f"Llama-2-13B-chat, L0, 200 output and 50 prompt tokens, macro BS at 300 m and 20 W, "
                               f"10 sessions, US-TEX-ERCO embedded profile at 18:00 UTC (noon CST, {ci:.1f} gCO2e/kWh); "
@@ -118,11 +120,13 @@ def evaluate_runs(cfg: PipelineConfig, report: Report, run_dirs: dict[str, list[
     out, seeds = cfg.out_dir, list(cfg.eval_seeds)
     model = ServiceModel(get_scenario(cfg.scenario))
     runs = [load_run(d) for dirs in run_dirs.values() for d in dirs]
-    comparison = compare_runs(model, runs, seeds, n_bs=cfg.eval_n_bs)
+    comparison = compare_runs(model, runs, seeds, n_bs=cfg.eval_n_bs, cache_dir=out / "cache",
+                              log=lambda line: report.console.print(f"[dim]{line}[/dim]"))
     groups, refs = comparison.groups, comparison.references
     table_md = report.show(comparison_table(
         comparison, f"scenario {cfg.scenario}, evaluation seeds {seeds}, {cfg.eval_n_bs} BS x 1 day; learned: "
-                    f"mean ± std over {len(cfg.train_seeds)} run(s)"))
+                    f"mean ± std over {len(cfg.train_seeds)} run(s); carbon modelled by the simulator from the "
+                    f"profiles (inference, radio, embodied), the actor's estimated from op counts"))
     curves = plot_learning_curves(groups, model, out / "learning_curves.png")
     learned = [res for items in groups.values() for _, res in items[:1]]
     for res, algo in zip(learned, groups):
@@ -184,18 +188,27 @@ def replay_day(cfg: PipelineConfig, report: Report, bundles: dict[str, Path]) ->
         parts.append(report.show(t))
     report.add("A day through the runtime", "Each request is decided by the runtime's service on the named backend, "
                "served by the simulator and recorded in a SQLite ledger; the ledger's totals sit beside `aolo "
-               "evaluate`'s for the same policy and seed.", *parts)
+               "evaluate`'s for the same policy and seed. The kind column is the ledger rows' own labels: the "
+               "simulator reports no measured energy, so inference and radio are modelled from the profiles and "
+               "the actor's energy is estimated from op counts.", *parts)
 
 
 def actor_energy(cfg: PipelineConfig, report: Report, bundles: dict[str, Path]) -> None:
-    """Stage 6: the actors' energy per decision, SNN on Loihi against ANN on dense hardware."""
-    from aolo.runtime.energy_report import compare_table, counter_note, energy_table, measure_bundle, plot_compare
+    """Stage 6: the actors' energy per decision, SNN on Loihi against ANN on dense hardware, every
+    figure estimated; where this machine has an energy counter, also measured (``aolo energy --measure``)."""
+    from aolo.runtime.energy_counters import find_counters
+    from aolo.runtime.energy_report import (compare_table, counter_note, energy_table, measure_bundle,
+                                            measure_bundle_energy, measured_table, plot_compare)
 
     report.stage("6/7 actor energy per decision, SNN against ANN")
+    search = find_counters()
     snn, ann = measure_bundle(bundles["sdrl"]), measure_bundle(bundles["sac"])
     parts = [report.show(t) for t in (energy_table(snn), energy_table(ann), compare_table(snn, ann))]
+    if search.counters:  # measured where a counter is readable: batch 1 and 256, idle baseline subtracted
+        parts += [report.show(measured_table(measure_bundle_energy(bundles[a], repeats=3, search=search)))
+                  for a in ("sdrl", "sac")]
     energy_png = plot_compare(snn, ann, cfg.out_dir / "actor_energy.png")
-    report.add("Actor energy", counter_note(snn.counters), *parts, f"![actor energy]({energy_png.name})")
+    report.add("Actor energy", counter_note(search), *parts, f"![actor energy, estimated]({energy_png.name})")
 
 
 def trace_replay(cfg: PipelineConfig, report: Report, runs: list[Any]) -> None:
@@ -211,7 +224,8 @@ def trace_replay(cfg: PipelineConfig, report: Report, runs: list[Any]) -> None:
     trace = get_scenario(cfg.scenario, requests_csv=str(cfg.shared_data / "requests.csv"),
                          judgements_csv=str(cfg.shared_data / "judgements.csv"),
                          grid=str(cfg.shared_data / "grid" / "US-TEX-ERCO_2023_hourly.csv"))
-    comparison = compare_runs(ServiceModel(trace), runs, list(cfg.eval_seeds), n_bs=cfg.eval_n_bs)
+    comparison = compare_runs(ServiceModel(trace), runs, list(cfg.eval_seeds), n_bs=cfg.eval_n_bs,
+                              cache_dir=cfg.out_dir / "cache")
     report.add("Trace replay", report.show(comparison_table(
         comparison, "trace replay: Sprout's measured prompts and judgements, US-TEX-ERCO 2023 trace from 1 January "
                     "(policies trained on the synthetic default)")))

@@ -1,7 +1,7 @@
 """Request-steps per second of the environment: the single Gymnasium env against the vectorised
 batch simulator, measured side by side in one run.
 
-Usage: python benchmarks/env_throughput.py [--batch 1024] [--steps 300]
+Usage: python benchmarks/env_throughput.py [--batch 1024] [--steps 300] [--smoke]
 """
 
 from __future__ import annotations
@@ -40,12 +40,16 @@ def vector_env_rate(model: ServiceModel, batch: int, steps: int) -> tuple[float,
     return batch * steps / (time.perf_counter() - t0), reset_s
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=1024, help="base stations stepped at once")
     parser.add_argument("--steps", type=int, default=300, help="vector steps to time")
     parser.add_argument("--single-steps", type=int, default=20_000, help="single-env steps to time")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true",
+                        help="a few seconds of work (checks that the benchmark runs; the rates mean nothing)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.batch, args.steps, args.single_steps = 16, 20, 200
     model = ServiceModel(get_scenario("default"))
     single = single_env_rate(model, args.single_steps)
     vector, reset_s = vector_env_rate(model, args.batch, args.steps)

@@ -1,7 +1,7 @@
 """Speed of the request sources, against their targets, side by side in one run: loading Sprout's
 trace (target: under 2 s) and sampling 100,000 synthetic requests (target: under 0.1 s).
 
-Usage: python benchmarks/request_sources.py [--shared ../shared/data] [--repeats 3]
+Usage: python benchmarks/request_sources.py [--shared ../shared/data] [--repeats 3] [--smoke]
 The trace part is skipped, with the reason, when the shared Sprout files are absent.
 """
 
@@ -32,12 +32,16 @@ def best_of(repeats: int, fn) -> float:
     return best
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     default_shared = str(shared_data_dir())
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", default=default_shared, help="the shared data dir (holds sprout/)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions; the fastest is reported")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true",
+                        help="one repetition, and the trace only if present (checks that the benchmark runs)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.repeats = 1
 
     print(f"cpu cores {os.cpu_count()}; numpy only (no torch); best of {args.repeats}")
     source, rng = SyntheticRequests(), np.random.default_rng(10)

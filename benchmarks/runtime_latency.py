@@ -14,7 +14,10 @@ this process never does) and is skipped when that is not installed.
 
 Targets: ONNX in-process p50 < 200 us for one decision; HTTP >= 1,000 decisions/s with p99 < 20 ms.
 
-    python benchmarks/runtime_latency.py [--clients 8] [--requests 500] [--no-lava] [--json out.json]
+    python benchmarks/runtime_latency.py [--clients 8] [--requests 500] [--no-lava] [--json out.json] [--smoke]
+
+``--smoke`` runs every part with a handful of calls (a check that the benchmark runs; its figures
+and verdicts mean nothing).
 """
 
 from __future__ import annotations
@@ -175,7 +178,7 @@ def bench_lava_rebuild(bundle: PolicyBundle, n_persistent: int, n_rebuild: int) 
 
     obs1 = np.random.default_rng(1).normal(0, 1, (1, OBS_DIM)).astype(np.float32)
     with LavaActorNetwork(bundle.spec, "float") as net:
-        persistent = time_calls(lambda: net.decide(obs1), n_persistent, warmup=10)
+        persistent = time_calls(lambda: net.decide(obs1), n_persistent, warmup=min(10, n_persistent))
 
     def rebuild() -> None:
         with LavaActorNetwork(bundle.spec, "float") as fresh:
@@ -187,7 +190,7 @@ def bench_lava_rebuild(bundle: PolicyBundle, n_persistent: int, n_rebuild: int) 
             "speedup": p50_rebuild / p50_persistent, "n_rebuild": n_rebuild}
 
 
-def bench_service(bundle_path: Path, n: int) -> dict[str, Any]:
+def bench_service(bundle_path: Path, n: int, warmup: int = 50) -> dict[str, Any]:
     """Full in-process decide of PolicyService (telemetry model -> observation -> ONNX -> Decision)."""
     from aolo.hw_profiles import LLMServerProfile
     from aolo.runtime.grid import load_grid
@@ -200,9 +203,9 @@ def bench_service(bundle_path: Path, n: int) -> dict[str, Any]:
                             load_profile(DEFAULT_SERVER_PROFILE, LLMServerProfile), load_profile(DEFAULT_RADIO_PROFILE, RadioProfile),
                             load_grid(DEFAULT_GRID_ZONE), max_pending=1000)
         tel = [Telemetry(request_id=f"s{i}", timestamp_utc="2024-06-01T18:00:00Z", task_class="math",
-                         prompt_tokens=64, deadline_s=12.0, gain_db=-100.0, active_sessions=5) for i in range(n + 50)]
+                         prompt_tokens=64, deadline_s=12.0, gain_db=-100.0, active_sessions=5) for i in range(n + warmup)]
         it = iter(tel)
-        samples = time_calls(lambda: svc.decide(next(it)), n, warmup=50)
+        samples = time_calls(lambda: svc.decide(next(it)), n, warmup=warmup)
         svc.close()
     p50, p99 = _percentiles_us(samples)
     return {"what": "PolicyService.decide (onnx, ann), one request", "p50_us": p50, "p99_us": p99}
@@ -278,14 +281,15 @@ def http_load(port: int, clients: int, requests: int, mode: str, tag: str) -> di
             "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99))}
 
 
-def bench_http(bundle_path: Path, backend: str, clients: int, requests: int) -> tuple[list[dict[str, Any]], bool]:
+def bench_http(bundle_path: Path, backend: str, clients: int, requests: int,
+               warmup: int = 50) -> tuple[list[dict[str, Any]], bool]:
     with tempfile.TemporaryDirectory() as d:
         proc = subprocess.Popen([sys.executable, "-c", SERVER_CODE, str(bundle_path), str(Path(d) / "l.db"), backend],
                                 stdout=subprocess.PIPE, text=True)
         try:
             port_s, torch_loaded = proc.stdout.readline().split()
             port = int(port_s)
-            http_load(port, clients, 50, "single", "warm")
+            http_load(port, clients, warmup, "single", "warm")
             rows = [http_load(port, clients, requests, mode, mode) for mode in ("single", "batch16", "pair")]
         finally:
             proc.terminate()
@@ -306,7 +310,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--requests", type=int, default=400, help="HTTP requests per client thread per mode")
     ap.add_argument("--no-lava", action="store_true", help="skip the Lava backend")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    ap.add_argument("--smoke", action="store_true", help="a handful of calls per part (checks that it runs)")
     args = ap.parse_args(argv)
+    n_lava_single, n_lava_persistent, n_lava_rebuild, n_service, n_warm = 300, 200, 10, 2000, 50
+    if args.smoke:
+        args.single, args.batches, args.clients, args.requests = 20, 1, 2, 5
+        n_lava_single, n_lava_persistent, n_lava_rebuild, n_service, n_warm = 5, 5, 1, 20, 2
 
     from rich.console import Console
     from rich.table import Table
@@ -326,15 +335,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for actor, name, precision in runs:
             lava = name == "lava"
             try:
-                rows.append(bench_backend(name, bundles[actor], precision, 300 if lava else args.single,
+                rows.append(bench_backend(name, bundles[actor], precision, n_lava_single if lava else args.single,
                                           2 if lava else args.batches))
             except BackendError as e:
                 console.print(f"({name}/{precision} skipped: {e})")
         results["in_process"] = rows
         if not args.no_lava:
-            results["lava_rebuild"] = bench_lava_rebuild(bundles["snn"], 200, 10)
-        results["service"] = bench_service(paths["ann"], 2000)
-        http_rows, torch_loaded = bench_http(paths["ann"], "onnx", args.clients, args.requests)
+            results["lava_rebuild"] = bench_lava_rebuild(bundles["snn"], n_lava_persistent, n_lava_rebuild)
+        results["service"] = bench_service(paths["ann"], n_service, warmup=n_warm)
+        http_rows, torch_loaded = bench_http(paths["ann"], "onnx", args.clients, args.requests, warmup=n_warm)
         results["http"] = http_rows
         results["http_server_imported_torch"] = torch_loaded
 

@@ -62,15 +62,14 @@ def layer_table(spec: ActorSpec, fixed: FixedPointActor, obs: np.ndarray) -> lis
 def policy_effect(spec: ActorSpec, fixed: FixedPointActor, scenario_name: str, seeds: list[int],
                   n_bs: int = 4) -> PolicyQuantization:
     """Evaluate the float and the fixed-point actor on the scenario, paired on the same seeds."""
-    from aolo.train.evaluate import evaluate_policy, summary_row
+    from aolo.train.evaluate import evaluate_policies, summary_row
     from aolo.train.policies import ActorPolicy, BasePolicy
     from aolo.train.scenario import get_scenario
     from aolo.train.simulator import ServiceModel
 
     model = ServiceModel(get_scenario(scenario_name))
-    base = evaluate_policy(BasePolicy(), model, seeds, n_bs=n_bs)
-    f = evaluate_policy(ActorPolicy("float", spec.forward), model, seeds, n_bs=n_bs)
-    q = evaluate_policy(ActorPolicy("fixed", fixed.forward), model, seeds, n_bs=n_bs)
+    base, f, q = evaluate_policies([BasePolicy(), ActorPolicy("float", spec.forward), ActorPolicy("fixed", fixed.forward)],
+                                   model, seeds, n_bs=n_bs)
     return PolicyQuantization(scenario=scenario_name, seeds=list(seeds), float_carbon_g_per_request=f.carbon_mean_g(),
                               fixed_carbon_g_per_request=q.carbon_mean_g(),
                               float_quality_vs_base_frac=summary_row(f, base)["quality_vs_base_frac"],

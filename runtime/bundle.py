@@ -59,14 +59,15 @@ ACTOR_SPEC_TARGET = "actor_spec"
 # Canonical file names for known targets; any other target keeps its source file's name.
 TARGET_FILE_NAMES = {"onnx": "actor.onnx", "nir": "actor.nir", "lava_fixed": "lava_fixed.npz",
                      "netx": "actor_netx.h5", "loihi_resources": "loihi_resources.json",
-                     "observations": "observations.npy"}
+                     "observations": "observations.npy", "box_observations": "box_observations.npy"}
 _TARGET_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 _FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # a plain name: no directories, no '..'
 MAX_MANIFEST_BYTES = 1 << 20  # a manifest is a few kB
 MAX_FILE_BYTES = 256 << 20  # per file; today's largest artefact (a 32 x 32 SNN's spec) is ~100 kB
 MAX_RECORDED_OBS = 100_000  # rows of the recorded observations (export writes 1,000)
-OBSERVATIONS_TARGET = "observations"
-N_BOX_OBS, BOX_OBS_SEED = 64, 0  # observations recorded when the writer gives none
+OBSERVATIONS_TARGET = "observations"  # recorded from the training scenario (export)
+BOX_OBSERVATIONS_TARGET = "box_observations"  # drawn from the contract's box when the writer gives none
+N_BOX_OBS, BOX_OBS_SEED = 64, 0
 OBS_NORMALISATION_NOTE = (
     "Observation built by aolo.runtime.policy_io.build_observation: each field is transform(input), "
     "clipped to [low, high]; ci_norm is min-max over the trailing week of the grid trace (grid.trailing_minmax)."
@@ -401,7 +402,7 @@ def write_bundle(
     :param artefacts: target name -> existing file, copied in (``onnx`` -> ``actor.onnx``,
         ``nir`` -> ``actor.nir``, ``lava_fixed`` -> ``lava_fixed.npz``, ``observations`` ->
         ``observations.npy``, others keep their name); without ``observations``, 64 observations
-        drawn from the contract's box are recorded
+        drawn from the contract's box are recorded as ``box_observations``
     :param algo: training algorithm, e.g. "sdrl" or "sac"
     :param action: the action contract (power range and radio profile), see
         :meth:`ActionSpec.from_radio_profile`
@@ -436,7 +437,7 @@ def write_bundle(
             copy_file_atomic(src, tmp / name)
             names[target] = name
         if OBSERVATIONS_TARGET not in names:
-            names[OBSERVATIONS_TARGET] = _write_box_observations(tmp, spec.obs_dim)
+            names[BOX_OBSERVATIONS_TARGET] = _write_box_observations(tmp, spec.obs_dim)
         files = {t: FileEntry(path=n, sha256=_sha256_file(tmp / n), bytes=(tmp / n).stat().st_size)
                  for t, n in names.items()}
         versions = dict(profile_versions or {})
@@ -459,8 +460,9 @@ def write_bundle(
 def _write_box_observations(folder: Path, obs_dim: int) -> str:
     """Record :data:`N_BOX_OBS` observations drawn uniformly from the contract's box (fixed seed)
     for a bundle whose writer recorded none, so that every bundle can be replayed when it is
-    served (:func:`aolo.runtime.backends.check_against_recorded`); export records the training
-    scenario's own observations instead. Returns the file name."""
+    served (:func:`aolo.runtime.backends.check_against_recorded`). They are not the scenario's
+    (export records those as ``observations``), so nothing estimates energy or spike rates from
+    them. Returns the file name."""
     import io
 
     from .policy_io import OBS_HIGH, OBS_LOW
@@ -469,7 +471,7 @@ def _write_box_observations(folder: Path, obs_dim: int) -> str:
     obs = np.random.default_rng(BOX_OBS_SEED).uniform(low, high, (N_BOX_OBS, obs_dim)).astype(np.float32)
     buf = io.BytesIO()
     np.save(buf, obs, allow_pickle=False)
-    name = TARGET_FILE_NAMES[OBSERVATIONS_TARGET]
+    name = TARGET_FILE_NAMES[BOX_OBSERVATIONS_TARGET]
     write_bytes_atomic(folder / name, buf.getvalue())
     return name
 
@@ -660,16 +662,19 @@ class PolicyBundle:
         return data
 
     def recorded_observations(self) -> np.ndarray:
-        """The observations export recorded from the training scenario, (n, obs_dim) float32.
+        """The observations recorded with the actor, (n, obs_dim) float32: the training scenario's
+        (``observations``, written by export), else the contract-box draw of a bundle written
+        without them (``box_observations``).
 
-        :raises BundleError: no ``observations`` target, or a file that is not a finite
-            (n, obs_dim) float32 ``.npy`` array with 1 <= n <= MAX_RECORDED_OBS (named)
+        :raises BundleError: neither target, or a file that is not a finite (n, obs_dim) float32
+            ``.npy`` array with 1 <= n <= MAX_RECORDED_OBS (named)
         """
         import io
 
-        path = self.file(OBSERVATIONS_TARGET)
+        target = OBSERVATIONS_TARGET if OBSERVATIONS_TARGET in self.manifest.files else BOX_OBSERVATIONS_TARGET
+        path = self.file(target)
         try:
-            obs = np.load(io.BytesIO(self.read_verified(OBSERVATIONS_TARGET)), allow_pickle=False)
+            obs = np.load(io.BytesIO(self.read_verified(target)), allow_pickle=False)
         except ValueError as e:
             raise BundleError(f"{path}: not a numpy .npy array: {e}") from None
         n_dim = self.manifest.observation.obs_dim

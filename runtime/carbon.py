@@ -106,6 +106,13 @@ class CarbonBreakdown:
     total_g: np.ndarray
 
     COMPONENTS = ("inference_g", "radio_g", "actor_g", "embodied_gpu_g", "embodied_bs_g")
+    MODEL_KINDS = {"inference_g": "modelled", "radio_g": "modelled", "actor_g": "estimated",
+                   "embodied_gpu_g": "modelled", "embodied_bs_g": "modelled", "total_g": "modelled + estimated"}
+    """Each component's label when this model computes it from profiles (the simulator, ``aolo
+    evaluate``, ``aolo carbon estimate``): inference from the server profile's per-token figures,
+    radio from the radio profile's power model, embodied carbon amortised: modelled; the actor's
+    op counts priced on a hardware profile: estimated. Where a client or a counter supplies an
+    energy, the ledger row labels that part measured instead."""
 
     def mean(self) -> dict[str, float]:
         """Mean of every field over the batch, by field name."""

@@ -129,22 +129,25 @@ def _register_carbon(app: typer.Typer) -> None:
         b = est.breakdown
         table = Table(title=f"{srv.model}, {output_tokens:g} output tokens, {rad.name} BS at {distance_m:g} m, "
                             f"{trace.zone_id} hour {hour_utc} UTC ({ci:.1f} gCO2e/kWh)")
-        for col in ("component", "energy (J)", "carbon (g)", "share"):
-            table.add_column(col, justify="right" if col != "component" else "left")
+        for col in ("component", "energy (J)", "carbon (g)", "share", "kind"):
+            table.add_column(col, justify="left" if col in ("component", "kind") else "right")
         total = float(b.total_g)
+        actor_kind = "as given (--actor-energy-j)" if actor_energy_j > 0 else "not charged (no --actor-energy-j)"
         rows = [
-            ("inference (operational, x PUE)", float(b.inference_energy_j) * srv.pue_frac, float(b.inference_g)),
-            ("radio (operational)", float(b.radio_dynamic_energy_j + b.radio_static_energy_j), float(b.radio_g)),
-            ("  of which load-dependent", float(b.radio_dynamic_energy_j), None),
-            ("  of which static share", float(b.radio_static_energy_j), None),
-            ("actor decision", float(b.actor_energy_j), float(b.actor_g)),
-            ("embodied GPU server", None, float(b.embodied_gpu_g)),
-            ("embodied BS", None, float(b.embodied_bs_g)),
+            ("inference (operational, x PUE)", float(b.inference_energy_j) * srv.pue_frac, float(b.inference_g),
+             "modelled (server profile per token)"),
+            ("radio (operational)", float(b.radio_dynamic_energy_j + b.radio_static_energy_j), float(b.radio_g),
+             "modelled (radio profile)"),
+            ("  of which load-dependent", float(b.radio_dynamic_energy_j), None, "modelled"),
+            ("  of which static share", float(b.radio_static_energy_j), None, "modelled"),
+            ("actor decision", float(b.actor_energy_j), float(b.actor_g), actor_kind),
+            ("embodied GPU server", None, float(b.embodied_gpu_g), "modelled (amortised)"),
+            ("embodied BS", None, float(b.embodied_bs_g), "modelled (amortised)"),
         ]
-        for name, e, c in rows:
+        for name, e, c, kind in rows:
             table.add_row(name, "" if e is None else f"{e:.4g}", "" if c is None else f"{c:.5f}",
-                          "" if c is None else f"{100 * c / total:.1f}%")
-        table.add_row("total", "", f"{total:.5f}", "100.0%", style="bold")
+                          "" if c is None else f"{100 * c / total:.1f}%", kind)
+        table.add_row("total", "", f"{total:.5f}", "100.0%", "modelled", style="bold")
         Console().print(table)
         typer.echo(f"inference {est.inference_latency_s:.2f} s, airtime {est.airtime_s * 1e3:.2f} ms at mean SNR "
                    f"{est.snr_db:.1f} dB")
@@ -327,6 +330,12 @@ def _register_serve(app: typer.Typer) -> None:
         trusted_keys: Optional[Path] = typer.Option(
             None, "--trusted-keys", metavar="DIR",
             help="folder of *.pub keys: serve only a bundle signed by one of them", show_default="unsigned bundles serve"),
+        llm_energy: str = typer.Option(
+            "auto", "--llm-energy", metavar="auto|measure|model",
+            help="LLM energy of proxied answers: measure reads this machine's GPUs (NVML, through Zeus: "
+                 "pip install 'aolo\\[measure]') over each answer's window and shares it by tokens; model uses "
+                 "the server profile; auto measures the GPUs a process computes on when the upstream is on "
+                 "loopback and a GPU counter is readable"),
         verbose: bool = typer.Option(False, "--verbose", help="log every request; tracebacks on errors"),
     ) -> None:
         """Serve a policy bundle: an OpenAI-compatible, carbon-aware gateway (POST /v1/chat/completions,
@@ -364,7 +373,7 @@ def _register_serve(app: typer.Typer) -> None:
             settings = GatewaySettings(
                 bundle=bundle, backend=backend, precision=precision.value, ledger=ledger, radio=radio, server=server,
                 grid=grid, actor_hardware=actor_hardware, trusted_keys=trusted_keys, host=host, port=port, upstream_url=upstream,
-                upstream_api_key=os.environ.get("AOLO_UPSTREAM_API_KEY") or None,
+                upstream_api_key=os.environ.get("AOLO_UPSTREAM_API_KEY") or None, llm_energy=llm_energy,
                 upstream_read_timeout_s=upstream_timeout_s, tokens_file=tokens, max_body_bytes=max_body_bytes,
                 limit_concurrency=limit_concurrency, max_pending=max_pending, pending_ttl_s=pending_ttl_s,
                 **({"directives": load_directives(directives)} if directives is not None else {}))
@@ -389,12 +398,12 @@ def _register_serve(app: typer.Typer) -> None:
 
         def ready(gw) -> None:  # one line on stdout, flushed: scripts and tests read the port from it
             be = gw.service.backend
-            typer.echo(f"aolo serve: listening on http://{host}:{real_port} (backend {be.name}/{be.precision}, "
-                       f"bundle {gw.service.bundle.sha256[:12]}, " +
+            typer.echo(f"aolo serve: listening on http://{host}:{real_port} (backend {be.name}/{be.precision} on "
+                       f"{getattr(be, 'execution_provider', be.name)}, bundle {gw.service.bundle.sha256[:12]}, " +
                        (f"signed by trusted key {gw.service.bundle_signer}, " if gw.service.bundle_signer else "") +
                        f"ledger {ledger}, "
-                       f"upstream {upstream or 'none'}, tokens {tokens or 'none'}, " +
-                       (f"actor energy {be.energy_per_decision_j:.3g} J per decision on {hardware}, an estimate)"
+                       f"upstream {upstream or 'none'}, tokens {tokens or 'none'}, LLM energy {gw.llm_energy_note}, " +
+                       (f"actor energy {be.energy_per_decision_j:.3g} J per decision on {hardware}, estimated)"
                         if hardware else "actor energy unknown: the bundle has no op counts)"))
             sys.stdout.flush()
 
@@ -447,16 +456,30 @@ def _register_energy(app: typer.Typer) -> None:
         n_obs: int = typer.Option(200, "--n-obs", min=1, help="representative observations to run"),
         no_lava: bool = typer.Option(False, "--no-lava", help="count spikes with the numpy reference, not Lava"),
         plot: Optional[Path] = typer.Option(None, "--plot", help="with --compare: write a log-scale bar chart PNG"),
+        measure: bool = typer.Option(
+            False, "--measure",
+            help="also run the ONNX actor on this machine (CUDA if this onnxruntime build has it) at batch 1 and 256 "
+                 "and measure its energy with Zeus (NVML, RAPL: pip install 'aolo\\[measure]'), idle baseline "
+                 "subtracted; without a readable counter, says why and shows the estimate"),
+        repeats: int = typer.Option(5, "--repeats", min=1, max=100, help="with --measure: windows per batch size"),
+        window_s: float = typer.Option(1.0, "--window-s", min=0.05, max=60.0,
+                                       help="with --measure: length of each window, s"),
+        idle_s: float = typer.Option(1.0, "--idle-s", min=0.05, max=60.0,
+                                     help="with --measure: idle baseline before each batch size, s"),
     ) -> None:
         """Actor energy per decision on each hardware: spikes, SynOps, neuron updates and MACs counted
-        from a real run, priced with hw profiles (dynamic per-op energy + static power x latency).
+        from a real run, priced with hw profiles (dynamic per-op energy + static power x latency), every
+        figure estimated; with --measure, measured on this machine where an energy counter is readable.
 
-        Examples: aolo energy bundles/sdrl ; aolo energy --compare bundles/sdrl --compare bundles/sac --plot e.png
+        Examples: aolo energy bundles/sdrl --measure ; aolo energy --compare bundles/sdrl --compare bundles/sac --plot e.png
         """
         from aolo.console import console
 
+        from .backends import BackendError
         from .bundle import BundleError
-        from .energy_report import compare_table, counter_note, energy_table, measure_bundle, plot_compare, source_lines
+        from .energy_counters import find_counters
+        from .energy_report import (compare_table, counter_note, energy_table, measure_bundle, measure_bundle_energy,
+                                    measured_table, plot_compare, source_lines)
 
         names = tuple(h.strip() for h in hardware.split(",") if h.strip())
         paths = list(compare or [])
@@ -467,12 +490,17 @@ def _register_energy(app: typer.Typer) -> None:
             typer.echo("error: give a BUNDLE, or --compare SNN_BUNDLE --compare ANN_BUNDLE", err=True)
             raise typer.Exit(2)
         out = console()
+        search = find_counters()
         try:
             results = [measure_bundle(p, names, n_obs, use_lava=not no_lava) for p in (paths or [bundle])]
-        except (BundleError, ValueError, OSError) as e:
+            measured = ([measure_bundle_energy(p, repeats=repeats, window_s=window_s, idle_s=idle_s, search=search)
+                         for p in (paths or [bundle])] if measure else [])
+        except (BundleError, BackendError, ValueError, OSError) as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2)
-        out.print(counter_note(results[0].counters))
+        out.print(counter_note(search), markup=False, highlight=False)
+        for m in measured:
+            out.print(measured_table(m))
         for r in results:
             out.print(energy_table(r))
         out.print("Sources:\n" + "\n".join(f"  {line}" for line in dict.fromkeys(sum((source_lines(r) for r in results), []))),

@@ -12,7 +12,8 @@ Counts per decision (means over the observations given):
 Pricing (``price``):  E = e_synop SynOps + e_neuron updates + e_mac MACs + P_static latency,
 with latency the profile's per-decision (dense) or per-timestep x steps (neuromorphic) figure,
 or a measured latency when given. Every figure carries the profile's source and kind, so an
-estimate is never shown as a measurement.
+estimate is never shown as a measurement. Measured energy, where a counter exists, is
+:mod:`.energy_measure`'s.
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ def price(counts: OpCounts, hw: ActorHardwareProfile, measured_latency_s: float 
 
 
 # ---------------------------------------------------------------------------------------------
-# counts stored in a bundle, measured latency, energy counters
+# counts stored in a bundle, measured latency (energy counters: energy_counters, energy_measure)
 # ---------------------------------------------------------------------------------------------
 def op_counts_to_dict(counts: OpCounts) -> dict:
     """JSON-ready form of :class:`OpCounts` (the bundle manifest's ``op_counts``)."""
@@ -208,53 +209,6 @@ def decision_latency_s(decide, obs: np.ndarray, repeats: int = 200) -> tuple[flo
         decide(row)
         times[i] = time.perf_counter() - t0
     return float(np.median(times)), float(np.percentile(times, 99))
-
-
-RAPL_ROOT = "/sys/class/powercap"
-
-
-def energy_counters() -> dict[str, str]:
-    """Energy counters this machine exposes: name -> where; empty when there are none.
-
-    Looks for Intel RAPL package domains under /sys/class/powercap and NVIDIA GPUs through NVML
-    (``nvidia-smi``). aolo measures with them when present and never presents an estimate as a
-    measurement when absent.
-    """
-    import glob
-    import shutil
-    import subprocess
-
-    found: dict[str, str] = {}
-    for path in sorted(glob.glob(f"{RAPL_ROOT}/intel-rapl:*/energy_uj")):
-        try:
-            int(open(path).read())
-            found[f"rapl:{path.split('/')[-2]}"] = path
-        except (OSError, ValueError):
-            continue
-    if shutil.which("nvidia-smi"):
-        try:
-            out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                                 text=True, timeout=10)
-            if out.returncode == 0 and out.stdout.strip():
-                found["nvml"] = out.stdout.strip().splitlines()[0]
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-    return found
-
-
-def rapl_energy_per_decision_j(decide, obs: np.ndarray, path: str, seconds: float = 2.0) -> float:
-    """Measured package energy per decision from a RAPL counter, J (includes idle and other load)."""
-    import time
-
-    def read() -> int:
-        return int(open(path).read())
-
-    n, e0, t_end = 0, read(), time.perf_counter() + seconds
-    while time.perf_counter() < t_end:
-        decide(obs[n % len(obs) : n % len(obs) + 1])
-        n += 1
-    e1 = read()
-    return (e1 - e0) * 1e-6 / max(n, 1) if e1 >= e0 else float("nan")  # counter wrapped: no figure
 
 
 def convention_energy_j(counts: OpCounts) -> float:

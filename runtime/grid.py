@@ -14,7 +14,6 @@ numpy and the standard library only: this module is imported by the torch-free r
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from dataclasses import dataclass, field
@@ -24,6 +23,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+from .csv_rows import read_csv_rows
 
 if TYPE_CHECKING:
     from ..hw_profiles.grid_zone import GridZoneProfile
@@ -267,91 +268,37 @@ class _Rows:
 
 
 def _read_rows(path: Path, basis: str) -> _Rows:
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as f:  # -sig drops a BOM
-            return _read_rows_from(csv.reader(f), path, basis)
-    except OSError as e:
-        raise GridTraceError(f"{path}: cannot read: {e.strerror}") from None
-    except UnicodeDecodeError as e:
-        raise GridTraceError(f"{path}: not UTF-8 text (byte {e.start})") from None
-
-
-def _column_indices(header: list[str], path: Path, basis: str) -> dict[str, int | None]:
-    """Index of each column used (``zone_name`` may be None); raises naming a missing column."""
-    if not header or not any(h.strip() for h in header):
-        raise GridTraceError(f"{path}: line 1: empty file, expected an Electricity Maps header")
-    normalised = [_normalise_header(h) for h in header]
-    col: dict[str, int | None] = {}
-    for key, name in _required_columns(basis).items():
-        if _normalise_header(name) not in normalised:
-            raise GridTraceError(
-                f"{path}: line 1: column {name!r}: missing from the header "
-                f"(found: {', '.join(h.strip() for h in header)})"
-            )
-        col[key] = normalised.index(_normalise_header(name))
-    zone_name_key = _normalise_header(ZONE_NAME_COLUMN)
-    col["zone_name"] = normalised.index(zone_name_key) if zone_name_key in normalised else None
-    return col
-
-
-def _required_columns(basis: str) -> dict[str, str]:
-    return {"time": DATETIME_COLUMN, "zone_id": ZONE_ID_COLUMN, "ci": CI_COLUMNS[basis]}
-
-
-def _read_rows_from(reader, path: Path, basis: str) -> _Rows:  # noqa: ANN001 (csv reader)
-    header = next(reader, None) or []
-    col = _column_indices(header, path, basis)
-    wanted = _required_columns(basis)
-    name_col = col["zone_name"]
-
+    """The rows of an Electricity Maps export: one zone, times strictly increasing, intensities
+    finite and >= 0 (an empty cell is a missing hour, NaN); header names compared ignoring case
+    and the ₂ of gCO₂."""
     rows = _Rows(zone_id="", zone_name="", times=[], values=[])
-    for record in reader:
-        line = reader.line_num
-        if not any(cell.strip() for cell in record):
-            continue  # blank line
-        if len(record) < len(header):
-            raise GridTraceError(
-                f"{path}: line {line}: row has {len(record)} fields, the header has {len(header)}"
-            )
-
-        def fail(key: str, msg: str) -> GridTraceError:
-            return GridTraceError(f"{path}: line {line}: column {wanted[key]!r}: {msg}")
-
-        raw_time = record[col["time"]]
+    for row in read_csv_rows(path, _required_columns(basis), error=GridTraceError,
+                             optional={"zone_name": ZONE_NAME_COLUMN}, header_key=_normalise_header):
+        raw_time = row.text("time")
         try:
             t = _parse_utc_hour(raw_time)
         except ValueError as e:
             reason = str(e) if "on the hour" in str(e) else "not a date-time"
-            raise fail("time", f"{raw_time!r} {reason}") from None
+            raise row.error("time", f"{raw_time!r} {reason}") from None
         if rows.times and t <= rows.times[-1]:
-            raise fail("time", f"{t:%Y-%m-%d %H:%M} is not after the previous row's "
-                               f"{rows.times[-1]:%Y-%m-%d %H:%M} (times must be strictly increasing)")
-
-        zone_id = record[col["zone_id"]].strip()
+            raise row.error("time", f"{t:%Y-%m-%d %H:%M} is not after the previous row's "
+                                    f"{rows.times[-1]:%Y-%m-%d %H:%M} (times must be strictly increasing)")
+        zone_id = row.text("zone_id")
         if not rows.times:
             rows.zone_id = zone_id
-            rows.zone_name = record[name_col].strip() if name_col is not None else zone_id
+            rows.zone_name = row.text("zone_name") if row.has("zone_name") else zone_id
         elif zone_id != rows.zone_id:
-            raise fail("zone_id", f"{zone_id!r} differs from the first row's {rows.zone_id!r} "
-                                  f"(one zone per file)")
-
-        raw_ci = record[col["ci"]].strip()
-        if raw_ci == "":
-            value = math.nan  # an empty cell is a missing hour, filled like a missing row
-        else:
-            try:
-                value = float(raw_ci)
-            except ValueError:
-                raise fail("ci", f"{raw_ci!r} is not a number") from None
-            if not math.isfinite(value) or value < 0:
-                raise fail("ci", f"{raw_ci!r} is not a finite intensity >= 0")
+            raise row.error("zone_id", f"{zone_id!r} differs from the first row's {rows.zone_id!r} (one zone per file)")
         rows.times.append(t)
-        rows.values.append(value)
-        rows.lines.append(line)
-
+        rows.values.append(row.number("ci", allow_empty=True))  # an empty cell is a missing hour
+        rows.lines.append(row.line)
     if not rows.times:
         raise GridTraceError(f"{path}: line 2: no data rows after the header")
     return rows
+
+
+def _required_columns(basis: str) -> dict[str, str]:
+    return {"time": DATETIME_COLUMN, "zone_id": ZONE_ID_COLUMN, "ci": CI_COLUMNS[basis]}
 
 
 def _check_bounds(rows: _Rows, path: Path, basis: str) -> None:

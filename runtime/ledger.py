@@ -107,11 +107,16 @@ class LedgerRow:
         gateway forwarded the request to the LLM itself)
     :param output_tokens_source: ``reported`` (outcome), ``usage`` (the upstream's usage object) or
         ``counted_chunks`` (a stream without usage: one token per content chunk)
-    :param inference_kind: ``measured`` (energy and latency reported) or ``modelled`` (the server
+    :param inference_kind: ``measured`` (energy reported by the client, or measured by the gateway
+        on the upstream's GPUs: :mod:`aolo.runtime.llm_energy`) or ``modelled`` (the server
         profile's per-token figures)
-    :param radio_kind: ``measured`` (airtime reported) or ``modelled`` (airtime from the payload and
-        the reported link at the channel's mean)
-    :param actor_kind: ``estimated`` (op counts x hardware profile) or ``none`` (no energy known)
+    :param radio_kind: ``modelled``: the radio profile's power model over the airtime, which the
+        RAN reported (``served_via`` sidecar) or the gateway modelled from the payload and the
+        reported link at the channel's mean (proxy). Older sidecar rows say ``measured``, meaning
+        the airtime was reported
+    :param actor_kind: ``estimated`` (op counts x hardware profile) or ``unknown`` (no energy
+        known: ``actor_energy_j`` is 0 because nothing was charged, not because nothing was spent;
+        older rows say ``none``)
     :param quality_source: ``reported``, ``expected`` (the shipped judge tables) or ``feedback``
     :param upstream_latency_s: wall time of the upstream LLM call, s (proxy only; measured)
     :param bundle_signer: key id of the trusted key that signed the bundle (None: the server was
@@ -160,7 +165,7 @@ class LedgerRow:
     served_via: str = "sidecar"
     output_tokens_source: str = "reported"
     inference_kind: str = "measured"
-    radio_kind: str = "measured"
+    radio_kind: str = "modelled"
     actor_kind: str = "estimated"
     quality_source: Optional[str] = None
     upstream_latency_s: Optional[float] = None
@@ -172,6 +177,15 @@ class LedgerRow:
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(LedgerRow))
+
+
+def _kind_counts(rows: list[tuple[str, str, str, int]]) -> dict[str, dict[str, int]]:
+    """{part: {kind: rows}} from (inference_kind, radio_kind, actor_kind, count) groups."""
+    out: dict[str, dict[str, int]] = {"inference": {}, "radio": {}, "actor": {}}
+    for *kinds, n in rows:
+        for part, kind in zip(out, kinds):
+            out[part][kind or "unlabelled"] = out[part].get(kind or "unlabelled", 0) + int(n)
+    return out
 CARBON_COLUMNS = ("inference_g", "radio_g", "actor_g", "embodied_gpu_g", "embodied_bs_g", "total_g")
 ENERGY_COLUMNS = ("inference_energy_j", "radio_dynamic_energy_j", "radio_static_energy_j", "actor_energy_j")
 # summed and averaged by Ledger.totals
@@ -538,8 +552,9 @@ class Ledger:
         :param from_utc: first instant included (timezone-aware); None = from the start
         :param to_utc: first instant excluded (timezone-aware); None = to the end
         :return: ``{"from_utc", "to_utc", "count", "fallbacks", "outages", "by_level": {level: n},
-            "sum": {column: total}, "mean": {column: mean or None when count is 0}}``; columns are
-            ``TOTAL_COLUMNS`` (g, J, s, tokens, W, gCO2e/kWh)
+            "kinds": {part: {kind: n}}, "sum": {column: total}, "mean": {column: mean or None when count
+            is 0}}``; columns are ``TOTAL_COLUMNS`` (g, J, s, tokens, W, gCO2e/kWh); ``kinds`` counts
+            the rows whose inference, radio and actor energy is measured, modelled or estimated
         """
         where, args = [], []
         if from_utc is not None:
@@ -558,6 +573,8 @@ class Ledger:
                                  args).fetchone()
                 levels = conn.execute(f"SELECT level, COUNT(*) FROM {TABLE}{cond} GROUP BY level ORDER BY level",
                                       args).fetchall()
+                kinds = conn.execute(f"SELECT inference_kind, radio_kind, actor_kind, COUNT(*) FROM {TABLE}{cond} "
+                                     "GROUP BY 1, 2, 3", args).fetchall()
             finally:
                 conn.execute("COMMIT")
         values = r[3:]
@@ -568,6 +585,7 @@ class Ledger:
             "fallbacks": int(r[1]),
             "outages": int(r[2]),
             "by_level": {lvl: int(n) for lvl, n in levels},
+            "kinds": _kind_counts(kinds),
             "sum": {c: float(values[2 * i]) for i, c in enumerate(TOTAL_COLUMNS)},
             "mean": {c: (None if values[2 * i + 1] is None else float(values[2 * i + 1]))
                      for i, c in enumerate(TOTAL_COLUMNS)},

@@ -151,6 +151,9 @@ class Outcome(_Input):
     :param output_tokens: answer length, tokens
     :param inference_energy_j: GPU energy of the answer, J; default from the server profile
         (``e_pre * prompt_tokens + e_tok * output_tokens``)
+    :param inference_energy_kind: what a reported ``inference_energy_j`` is: ``measured`` (a
+        counter of the serving stack read it; the default) or ``modelled`` (a simulator's figure,
+        as aolo's replay of a synthetic day reports); the ledger row's ``inference_kind`` says it
     :param inference_latency_s: generation time, s; default from the server profile likewise
     :param airtime_s: downlink airtime over all HARQ tries, s
     :param harq_tries: tries used
@@ -167,6 +170,7 @@ class Outcome(_Input):
     output_tokens: _bounded("output_tokens", int)  # type: ignore[valid-type]
     inference_energy_j: Optional[_bounded("inference_energy_j")] = None  # type: ignore[valid-type]
     inference_latency_s: Optional[_bounded("inference_latency_s")] = None  # type: ignore[valid-type]
+    inference_energy_kind: Literal["measured", "modelled"] = "measured"
     airtime_s: _bounded("airtime_s")  # type: ignore[valid-type]
     harq_tries: _bounded("harq_tries", int)  # type: ignore[valid-type]
     outage: Annotated[bool, Field(strict=True)]
@@ -589,16 +593,21 @@ class PolicyService:
         return row
 
     def served_row(self, served: Served, prompt_tokens: int, output_tokens: int, output_tokens_source: str,
-                   payload_bytes: int, upstream_latency_s: float) -> LedgerRow:
+                   payload_bytes: int, upstream_latency_s: float,
+                   inference_energy_j: Optional[float] = None) -> LedgerRow:
         """The ledger row of a request the gateway forwarded: LLM energy and latency from the
-        server profile by tokens (modelled), airtime from the answer's payload over the reported
-        link at the channel's mean (modelled), actor energy as for decide, quality expected.
+        server profile by tokens (modelled) unless the gateway measured the energy (then the
+        measured energy and the upstream's wall time, measured), airtime from the answer's payload
+        over the reported link at the channel's mean (modelled), actor energy as for decide,
+        quality expected.
 
         :param prompt_tokens: prompt tokens (the upstream's usage, else the gateway's estimate)
         :param output_tokens: answer tokens
         :param output_tokens_source: ``usage`` or ``counted_chunks``
         :param payload_bytes: bytes of answer text sent to the user (UTF-8)
         :param upstream_latency_s: measured wall time of the upstream call, s
+        :param inference_energy_j: the answer's measured share of the upstream GPUs' energy, J
+            (:mod:`aolo.runtime.llm_energy`); None models it
         """
         d, tel = served.decision, served.telemetry
         gain = np.array([10.0 ** (tel.gain_db / 10.0)])
@@ -606,7 +615,10 @@ class PolicyService:
                       np.ones((1, self.link.harq_max_tries)))
         outcome = Outcome(request_id=d.request_id, output_tokens=min(output_tokens, INPUT_BOUNDS["output_tokens"][1]),
                           airtime_s=min(float(tx.airtime_s[0]), INPUT_BOUNDS["airtime_s"][1]),
-                          harq_tries=int(tx.tries[0]), outage=bool(tx.outage[0]))
+                          harq_tries=int(tx.tries[0]), outage=bool(tx.outage[0]),
+                          **({} if inference_energy_j is None else {
+                              "inference_energy_j": min(float(inference_energy_j), INPUT_BOUNDS["inference_energy_j"][1]),
+                              "inference_latency_s": min(float(upstream_latency_s), INPUT_BOUNDS["inference_latency_s"][1])}))
         tel = tel.model_copy(update={"prompt_tokens": max(1, min(prompt_tokens, INPUT_BOUNDS["prompt_tokens"][1]))})
         pending = _Pending(decision=d, telemetry=tel, ci_g_per_kwh=served.ci_g_per_kwh, ci_norm=served.ci_norm,
                            decided_utc=served.decided_utc, expires_utc=served.decided_utc)
@@ -662,8 +674,8 @@ class PolicyService:
             bundle_sha256=self.bundle.sha256, bundle_signer=self.bundle_signer, server_profile=srv.name, server_profile_version=srv.version,
             radio_profile=self.radio.name, radio_profile_version=self.radio.version, grid_zone=self.grid.zone_id,
             served_via="sidecar", output_tokens_source="reported",
-            inference_kind="measured" if o.inference_energy_j is not None else "modelled",
-            radio_kind="measured", actor_kind="estimated" if d.actor_energy_j > 0 else "none",
+            inference_kind=o.inference_energy_kind if o.inference_energy_j is not None else "modelled",
+            radio_kind="modelled", actor_kind="estimated" if d.actor_energy_j > 0 else "unknown",
             quality_source=quality_source,
         )
 

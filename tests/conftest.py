@@ -1,8 +1,13 @@
-"""Shared test fixtures: where the shared (non-redistributable) data lives, and the tiny scenario's model.
+"""Shared test fixtures: where the shared (non-redistributable) data lives, the tiny scenario's
+model, and a trained tiny SDRL run for the tests that read one.
 
 The shared data dir is ``$AOLO_SHARED_DATA`` if set, else ``<repo>/../shared/data``. Tests that
 need it take the ``shared_dir`` or ``sprout_file`` fixture and are skipped,
 with the reason, when it is absent.
+
+``make test`` runs the suite on two pytest-xdist workers (``--dist loadgroup``). A session fixture
+is built once per worker that uses it, so the tests that share an expensive one carry the same
+``xdist_group`` mark (:data:`TINY_SDRL_RUN_GROUP`) and run on one worker, which builds it once.
 """
 
 from __future__ import annotations
@@ -21,6 +26,23 @@ from aolo.train.simulator import ServiceModel
 def tiny_model() -> ServiceModel:
     """The tiny scenario's service model, one per test module (tests may set its fields)."""
     return ServiceModel(get_scenario("tiny"))
+
+
+TINY_SDRL_RUN_GROUP = pytest.mark.xdist_group("tiny_sdrl_run")
+"""Mark of the tests that take :func:`tiny_sdrl_run`: one xdist worker trains it for all of them."""
+
+
+@pytest.fixture(scope="session")
+def tiny_sdrl_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained SDRL run on the tiny scenario (1,200 steps on 4 base stations, 200 updates), for
+    tests that load, evaluate, compare or export a run; they must not write into it."""
+    from aolo.train.train_config import TrainConfig
+    from aolo.train.training import train
+
+    config = TrainConfig(algo="sdrl", scenario="tiny", steps=1_200, n_envs=4, learning_starts=400, batch_size=64,
+                         eval_every_steps=0, eval_n_bs=2, eval_seeds=(501,), log_every_steps=400,
+                         out_dir=str(tmp_path_factory.mktemp("tiny_sdrl_run")))
+    return train(config, show_progress=False)
 
 
 @pytest.fixture(scope="session")

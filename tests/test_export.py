@@ -12,6 +12,7 @@ from aolo.runtime.fixed_point import load_fixed_point
 from aolo.train.run import load_run
 from aolo.train.train_config import TrainConfig
 from aolo.train.training import train
+from conftest import TINY_SDRL_RUN_GROUP
 
 
 def _tiny_run(tmp_path_factory, algo: str):
@@ -21,9 +22,12 @@ def _tiny_run(tmp_path_factory, algo: str):
     return train(config, show_progress=False)
 
 
+pytestmark = TINY_SDRL_RUN_GROUP
+
+
 @pytest.fixture(scope="module")
-def sdrl_export(tmp_path_factory):
-    run_dir = _tiny_run(tmp_path_factory, "sdrl")
+def sdrl_export(tmp_path_factory, tiny_sdrl_run):
+    run_dir = tiny_sdrl_run
     out = tmp_path_factory.mktemp("bundles") / "sdrl"
     return run_dir, export_run(run_dir, out, ("onnx", "lava", "nir", "netx"), n_onnx_obs=10_000, n_lava_obs=200, log=lambda m: None)
 

@@ -12,6 +12,8 @@ from aolo.train.policies import REFERENCE_POLICIES, LPPolicy, solve_level_mix
 from aolo.train.scenario import get_scenario
 from aolo.train.simulator import ServiceModel
 
+pytestmark = pytest.mark.xdist_group("test_frontier")  # one xdist worker: its module fixture evaluates a frontier once
+
 
 def _pt(q: float, c: float) -> FrontierPoint:
     return FrontierPoint(margin=0.0, quality_vs_base_frac=q, carbon_g_per_request=c)
@@ -87,3 +89,51 @@ def test_the_class_lagrangian_rule_runs_from_cheapest_to_best_quality_level(tiny
     np.testing.assert_array_equal(levels[100.0], stats.preference[ctx.task_class].argmax(axis=1))
     with pytest.raises(ValueError, match="multiplier"):
         ClassLagrangianPolicy(-1.0)
+
+
+# --- every margin in one simulation, and the cache --------------------------------------------
+def test_numpy_row_sums_add_each_row_as_numpy_sums_a_1d_array():
+    from aolo.train.evaluate import numpy_row_sums
+
+    rng = np.random.default_rng(0)
+    for n in [*range(0, 40), 127, 128, 129, 255, 256, 257, 400]:
+        x = rng.lognormal(0.0, 3.0, (5, n)) * rng.choice([-1.0, 1.0], (5, n))
+        expected = np.array([row.sum() for row in x])
+        np.testing.assert_array_equal(numpy_row_sums(x), expected)
+
+
+def test_margins_evaluated_side_by_side_give_each_margin_exactly_its_own_evaluation(tiny_frontier):
+    from aolo.train.evaluate import evaluate_policy_groups
+    from aolo.train.frontier import LPMarginsPolicy
+
+    model, _ = tiny_frontier
+    margins = [-0.1, -0.035, 0.0, 0.12]
+    names = [LPPolicy(per_class=True, quality_margin=m).name for m in margins]
+    side_by_side = evaluate_policy_groups(LPMarginsPolicy(margins, n_bs=3), names, model, [501, 502], n_bs=3)
+    for m, result in zip(margins, side_by_side):
+        alone = evaluate_policy(LPPolicy(per_class=True, quality_margin=m), model, [501, 502], n_bs=3)
+        assert result == alone  # every total of every seed, to the last bit
+    assert len({r.carbon_mean_g() for r in side_by_side}) == len(margins)
+
+
+def test_a_cached_frontier_is_reused_and_a_damaged_entry_is_computed_again(tiny_frontier, tmp_path):
+    model, _ = tiny_frontier
+    margins = (-0.1, 0.0, 0.1)
+    said: list[str] = []
+    fresh = lp_frontier(model, [501], n_bs=2, margins=margins, cache_dir=tmp_path, log=said.append)
+    (entry,) = tmp_path.glob("lp_frontier-*.json")
+    assert said == []
+    assert lp_frontier(model, [501], n_bs=2, margins=margins, cache_dir=tmp_path, log=said.append) == fresh
+    assert said == [f"LP frontier taken from the cache {entry}"]
+
+    doc = entry.read_text()
+    tampered = doc.replace(repr(fresh.points[1].carbon_g_per_request), repr(2 * fresh.points[1].carbon_g_per_request))
+    for damage in (doc[: len(doc) // 2], tampered, "[]"):
+        entry.write_text(damage)
+        said.clear()
+        assert lp_frontier(model, [501], n_bs=2, margins=margins, cache_dir=tmp_path, log=said.append) == fresh
+        assert len(said) == 1 and "set aside" in said[0] and str(entry) in said[0]
+    assert entry.read_text() == doc  # written again, whole
+
+    other = lp_frontier(model, [501], n_bs=1, margins=margins, cache_dir=tmp_path, log=said.append)
+    assert len(list(tmp_path.glob("lp_frontier-*.json"))) == 2 and other != fresh  # another key, another entry

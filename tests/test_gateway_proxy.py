@@ -22,7 +22,7 @@ import pytest
 from aolo.gateway_demo import constant_bundle
 from aolo.llm_server import llama_server
 
-from test_gateway_sidecar import Client, running_gateway, sample_value
+from test_gateway_sidecar import Client, running_gateway, sample_value, samples
 
 PROMPTS = ("Explain why the sky is blue.", "Describe the water cycle.", "Give three tips for staying healthy.",
            "What is photosynthesis?")
@@ -126,7 +126,42 @@ def test_the_ledger_total_equals_the_sum_returned_to_clients(bundles, llm, tmp_p
         totals = c.get("/v1/carbon")[1]
         assert totals["count"] == 4 and totals["by_level"] == {"L1": 4}
         assert totals["total_g"] == pytest.approx(sum(returned), rel=1e-12)
-        assert sample_value(c.get("/metrics")[1], "aolo_carbon_grams_total") == pytest.approx(sum(returned))
+        by_kind = samples(c.get("/metrics")[1], "aolo_carbon_grams_total")
+        assert sum(v for _, v in by_kind) == pytest.approx(sum(returned))
+        assert {lab["kind"] for lab, _ in by_kind} <= {"measured", "modelled", "estimated"}
+
+
+class WallClockGpu:
+    """Stands in for NVML on a machine without a GPU: a constant draw over the wall clock."""
+
+    name, domain, where = "fake:gpu0", "gpu", "constant 150 W"
+    power_w = 150.0
+
+    def read_j(self) -> float:
+        return self.power_w * time.monotonic()
+
+
+def test_with_a_gpu_counter_the_llm_energy_is_measured_over_each_answer(bundles, llm, tmp_path):
+    from aolo.runtime.llm_energy import TokenShareMeter
+
+    meter = TokenShareMeter([WallClockGpu()])
+    with running_gateway(bundles["L1"], tmp_path / "l.db", upstream_url=llm.url, llm_meter=meter) as s:
+        c = Client(s.port, timeout_s=60)
+        assert c.get("/healthz")[1]["llm_energy"] == "measured: fake:gpu0"
+        status, answer, resp = c.request("POST", "/v1/chat/completions", chat(max_tokens=6))
+        assert status == 200
+        assert resp.getheader("X-Aolo-Carbon-Kinds").startswith("inference=measured,")
+        row = s.service.ledger.get(answer["aolo"]["request_id"])
+        # alone in flight: the whole draw of its window, which the upstream call lies within
+        assert row.inference_kind == "measured" and answer["aolo"]["breakdown"]["inference"]["kind"] == "measured"
+        assert row.inference_energy_j >= 150.0 * row.upstream_latency_s * 0.999
+        assert row.inference_energy_j <= 150.0 * (row.upstream_latency_s + 0.5)
+        status, text, _ = c.request("POST", "/v1/chat/completions", chat(max_tokens=6, stream=True))
+        streamed = s.service.ledger.get(sse_events(text)[-2]["aolo"]["request_id"])
+        assert streamed.inference_kind == "measured" and streamed.inference_energy_j > 0
+        energy = {(lab["part"], lab["kind"]): v for lab, v in samples(c.get("/metrics")[1], "aolo_energy_joules_total")}
+        assert energy[("inference", "measured")] == pytest.approx(row.inference_energy_j + streamed.inference_energy_j)
+        assert ("inference", "modelled") not in energy and meter.in_flight == 0
 
 
 def test_eight_concurrent_clients_are_all_served_and_recorded(l2_gateway):

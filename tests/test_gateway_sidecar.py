@@ -94,12 +94,12 @@ class RunningGateway:
 
 
 @contextlib.contextmanager
-def running_gateway(bundle_path: Path, ledger_path: Path, backend: str = "reference",
+def running_gateway(bundle_path: Path, ledger_path: Path, backend: str = "reference", llm_meter: Any = None,
                     **settings: Any) -> Iterator[RunningGateway]:
     """A real gateway (uvicorn, in a background thread) on an ephemeral loopback port."""
     cfg = GatewaySettings(bundle=bundle_path, ledger=ledger_path, backend=backend, port=0, **settings)
     holder: list[Gateway] = []
-    app = create_app(cfg, on_ready=holder.append)
+    app = create_app(cfg, on_ready=holder.append, llm_meter=llm_meter)
     with running(app, cfg) as port:
         yield RunningGateway(port, holder[0])
 
@@ -116,6 +116,14 @@ def sample_value(text: str, name: str, **labels: str) -> float:
             if sample.name == name and sample.labels == labels:
                 return float(sample.value)
     raise KeyError(f"{name}{labels}")
+
+
+def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """Every sample ``name`` in Prometheus text, with its labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [(dict(s.labels), float(s.value)) for family in text_string_to_metric_families(text)
+            for s in family.samples if s.name == name]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,6 +179,22 @@ def test_outcome_is_committed_and_returned_with_its_carbon(client, server):
     assert server.service.ledger.get("r1").to_dict() == row
 
 
+def test_a_reported_inference_energy_is_labelled_as_its_reporter_says(client, server):
+    for rid, kind in (("m1", None), ("m2", "modelled"), ("m3", "measured")):
+        client.post("/v1/decide", telemetry(rid))
+        extra = {} if kind is None else {"inference_energy_kind": kind}
+        status, row = client.post("/v1/outcome", outcome(rid, inference_energy_j=500.0, **extra))
+        assert status == 200 and row["inference_energy_j"] == 500.0
+        assert (row["inference_kind"], row["radio_kind"], row["actor_kind"]) == (kind or "measured", "modelled",
+                                                                                 "estimated")
+    client.post("/v1/decide", telemetry("m4"))
+    assert client.post("/v1/outcome", outcome("m4"))[1]["inference_kind"] == "modelled"  # none reported: the profile
+    status, err = client.post("/v1/decide", telemetry("m5"))
+    status, err = client.post("/v1/outcome", outcome("m5", inference_energy_j=1.0, inference_energy_kind="guessed"))
+    assert status == 422 and "inference_energy_kind" in json.dumps(err)
+    assert client.get("/v1/carbon")[1]["kinds"]["inference"] == {"measured": 2, "modelled": 2}
+
+
 def test_carbon_totals_cover_the_requested_time_range(client):
     for i, ts in enumerate(["2024-06-01T10:00:00Z", "2024-06-01T11:00:00Z", "2024-06-01T12:00:00Z"]):
         client.post("/v1/decide", telemetry(f"c{i}", timestamp_utc=ts))
@@ -204,8 +228,14 @@ def test_metrics_are_prometheus_text_with_the_service_series(client):
     assert sample_value(text, "aolo_decision_latency_seconds_bucket", le="+Inf") == 1
     assert sample_value(text, "aolo_decision_latency_seconds_count") == 1
     assert sample_value(text, "aolo_fallbacks_total") == 0
-    assert sample_value(text, "aolo_carbon_grams_total") > 0
-    assert sample_value(text, "aolo_actor_energy_joules_total") > 0
+    # every energy and carbon series says its kind: the outcome reported no energy, so inference is
+    # modelled (server profile), radio modelled (profile over the reported airtime), actor estimated
+    carbon = {(lab["part"], lab["kind"]): v for lab, v in samples(text, "aolo_carbon_grams_total")}
+    assert set(carbon) == {("inference", "modelled"), ("radio", "modelled"), ("actor", "estimated"),
+                           ("embodied", "modelled")} and all(v > 0 for v in carbon.values())
+    energy = {(lab["part"], lab["kind"]): v for lab, v in samples(text, "aolo_energy_joules_total")}
+    assert set(energy) == {("inference", "modelled"), ("radio", "modelled"), ("actor", "estimated")}
+    assert sample_value(text, "aolo_actor_energy_joules_total", kind="estimated") > 0
     assert sample_value(text, "aolo_http_requests_total", path="/v1/decide", code="200") == 1
     assert sample_value(text, "aolo_http_requests_total", path="other", code="404") == 1
     assert sample_value(text, "aolo_upstream_errors_total", kind="refused") == 0

@@ -17,6 +17,8 @@ pytest.importorskip("lava", reason="lava-nc is not installed (the 'aolo[lava]' e
 
 from aolo.runtime.backends.lava import LavaActorNetwork  # noqa: E402
 
+pytestmark = pytest.mark.xdist_group("test_lava_backend")  # one xdist worker: its module fixtures build two Lava networks once
+
 N_DECISIONS = 200
 
 

@@ -135,7 +135,7 @@ def test_a_schema_1_file_is_upgraded_in_place_keeping_its_rows(tmp_path):
     conn = sqlite3.connect(path)
     v1_columns = [c for c in COLUMNS if c not in ("served_via", "output_tokens_source", "inference_kind",
                                                    "radio_kind", "actor_kind", "quality_source",
-                                                   "upstream_latency_s")]
+                                                   "upstream_latency_s", "bundle_signer")]
     conn.execute(f"CREATE TABLE requests ({', '.join(v1_columns)}, PRIMARY KEY (request_id))")
     old = row("old")
     conn.execute(f"INSERT INTO requests ({', '.join(v1_columns)}) VALUES ({', '.join('?' * len(v1_columns))})",

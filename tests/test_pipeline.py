@@ -7,6 +7,8 @@ import pytest
 
 from aolo.pipeline import DEMO, run_pipeline
 
+pytestmark = pytest.mark.xdist_group("test_pipeline")  # one xdist worker: its module fixture runs the whole pipeline once
+
 
 @pytest.fixture(scope="module")
 def pipeline_report(tmp_path_factory):
@@ -47,6 +49,31 @@ def test_report_energy_matches_aolo_energy(pipeline_report):
     text = path.read_text()
     loihi_row = next(line for line in text.splitlines() if line.startswith("| loihi1 | ") and "e-" in line)
     assert f"{snn.estimates['loihi1'].energy_j:.3e}" in loihi_row
+
+
+KIND_WORDS = ("measured", "modelled", "estimated")
+ENERGY_OR_CARBON = re.compile(r"\((J|g)\b|carbon|energy|J/decision|g/req", re.IGNORECASE)
+
+
+def test_every_energy_and_carbon_figure_in_the_report_says_measured_modelled_or_estimated(pipeline_report):
+    _, path = pipeline_report
+    blocks = path.read_text().split("\n\n")
+    checked = 0
+    for i, block in enumerate(blocks):
+        lines = block.splitlines()
+        if not lines or not lines[0].startswith("|") or not ENERGY_OR_CARBON.search(lines[0]):
+            continue
+        checked += 1
+        header = [c.strip() for c in lines[0].strip("|").split("|")]
+        if "kind" in header:  # a kind per row
+            k = header.index("kind")
+            for row in lines[2:]:
+                kind = row.strip().strip("|").split("|")[k].strip()
+                assert kind.startswith(KIND_WORDS + ("not charged",)), (lines[0], row)
+        else:  # one label for the table: in its header, its title (the block before) or its caption (after)
+            context = " ".join([lines[0], blocks[i - 1], blocks[i + 1] if i + 1 < len(blocks) else ""])
+            assert any(w in context for w in KIND_WORDS), lines[0]
+    assert checked >= 8  # one request, evaluation, three replays, two energy tables, the comparison, the gateway's
 
 
 def test_replay_ledgers_were_written(pipeline_report):

@@ -69,6 +69,68 @@ def test_spike_trains_are_binary_and_time_batch_neurons(sdrl: SAC) -> None:
     assert all(float(s.sum()) > 0 for s in spikes), "every population should fire on N(0, 1.5^2) inputs"
 
 
+def _mean_spikes_and_grads(net: PopSAN, obs: torch.Tensor, reference: bool) -> tuple[torch.Tensor, list, list]:
+    net.reference_neurons = reference
+    net.zero_grad()
+    mean, spikes = net.forward_with_spikes(obs)
+    (mean.square().sum() + mean.sum()).backward()
+    return mean.detach(), spikes, [p.grad.clone() for p in net.parameters()]
+
+
+def test_fused_neurons_give_snntorchs_spikes_means_and_gradients_bit_for_bit() -> None:
+    torch.manual_seed(0)
+    net = PopSAN(OBS_DIM, ACT_DIM, PopSANConfig(hidden_sizes=(32, 24)))
+    with torch.no_grad():  # strong weights: most neurons fire, many several times in a row
+        for lin in net.layers:
+            lin.weight.mul_(3.0)
+    obs = random_obs(256, seed=5)
+    mean_ref, spikes_ref, grads_ref = _mean_spikes_and_grads(net, obs, reference=True)
+    mean, spikes, grads = _mean_spikes_and_grads(net, obs, reference=False)
+    assert all(0.1 < float(s.mean()) < 0.9 for s in spikes_ref[1:]), "the layers should spike, and not always"
+    assert all(torch.equal(a, b) for a, b in zip(spikes, spikes_ref))
+    assert torch.equal(mean, mean_ref)
+    assert torch.allclose(mean, mean_ref, rtol=0, atol=1e-6)
+    assert all(float(g.abs().sum()) > 0 for g in grads_ref)
+    assert all(torch.equal(a, b) for a, b in zip(grads, grads_ref))
+    for mode in (torch.no_grad, torch.inference_mode):  # without gradients the spikes skip the autograd Functions
+        with mode():
+            net.reference_neurons = False
+            mean_fast, spikes_fast = net.forward_with_spikes(obs)
+        assert torch.equal(mean_fast, mean_ref) and all(torch.equal(a, b) for a, b in zip(spikes_fast, spikes_ref))
+
+
+def test_training_with_fused_neurons_is_snntorchs_to_the_bit_over_three_hundred_gradient_steps() -> None:
+    from aolo.train.sb3_vec_env import ServiceVecEnv
+    from aolo.train.scenario import get_scenario
+    from aolo.train.simulator import ServiceModel
+
+    model = ServiceModel(get_scenario("tiny"))
+    trained = []
+    for reference in (True, False):
+        env = ServiceVecEnv(model.scenario, n_envs=1, model=model, seed=3)
+        sac = make_sac("sdrl", env, seed=3, learning_starts=100, batch_size=16, buffer_size=1_000)
+        sac.policy.actor.popsan.reference_neurons = reference
+        init = [p.detach().clone() for p in sac.policy.actor.popsan.parameters()]
+        sac.learn(total_timesteps=400)
+        assert sac._n_updates >= 300
+        trained.append(sac.policy.state_dict())
+    assert all(not torch.equal(a, b) for a, b in zip(init, sac.policy.actor.popsan.parameters()))
+    for (name, a), b in zip(trained[0].items(), trained[1].values()):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("algo", ["sdrl", "sac"])
+def test_the_deployed_action_is_the_actors_deterministic_action_bit_for_bit(algo: str) -> None:
+    from aolo.train.sac_policy import deployed_action
+
+    model = make_sac(algo, UnitBoxEnv(), seed=2)
+    with torch.no_grad():  # move away from the seed-determined init
+        for p in model.policy.actor.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        obs = random_obs(64, seed=4)
+        assert torch.equal(deployed_action(model.policy.actor, obs), model.policy.actor(obs, deterministic=True))
+
+
 def test_action_gradient_reaches_encoder_mean_and_std() -> None:
     torch.manual_seed(0)
     net = PopSAN(OBS_DIM, ACT_DIM)

@@ -84,3 +84,18 @@ def test_lp_policy_draws_levels_from_its_hourly_mix(model):
         sim.step(level, power)
         ctx = sim.context
     np.testing.assert_allclose(counts / counts.sum(), expected / expected.sum(), atol=0.03)
+
+
+def test_policies_side_by_side_give_each_policy_exactly_its_own_evaluation(model):
+    from aolo.train.evaluate import evaluate_policies
+    from aolo.train.policies import ActorPolicy, ClassLagrangianPolicy
+
+    def actor(obs: np.ndarray) -> np.ndarray:  # a fixed nonlinear actor: levels and powers vary with the input
+        return np.tanh(obs[:, :2] * 3.0 - obs[:, 2:4])
+
+    names = ["oracle", "class-aware-lp", "sprout-lp", "co2-only", "base", "random"]
+    make = [REFERENCE_POLICIES[n] for n in names] + [lambda: ClassLagrangianPolicy(2.0), lambda: ActorPolicy("actor", actor)]
+    together = evaluate_policies([m() for m in make], model, [501, 502], n_bs=3)
+    for m, result in zip(make, together):
+        alone = evaluate_policy(m(), model, [501, 502], n_bs=3)
+        assert result.policy == alone.policy and result == alone, alone.policy  # every total, to the bit

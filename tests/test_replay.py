@@ -43,6 +43,10 @@ def test_replay_totals_equal_evaluate_totals(snn_bundle, tmp_path, backend):
     assert r.ledger_totals["sum"]["actor_energy_j"] == pytest.approx(ev.n_requests * r.actor_energy_j, rel=1e-9)
     assert r.actor_hardware == ("loihi2" if backend == "lava" else "server-cpu")
     assert r.ledger_totals["sum"]["actor_g"] > 0 and r.fallbacks == 0
+    # a synthetic day's inference energy is the server profile's model, not a measurement
+    n = r.ledger_totals["count"]
+    assert r.ledger_totals["kinds"] == {"inference": {"modelled": n}, "radio": {"modelled": n},
+                                        "actor": {"estimated": n}}
 
 
 def test_replay_refuses_to_overwrite_a_ledger(snn_bundle, tmp_path):

@@ -22,6 +22,8 @@ from aolo.train.requests import (
     read_sprout_requests,
 )
 
+pytestmark = pytest.mark.xdist_group("test_requests")  # one xdist worker: its module fixtures load Sprout's trace once
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRIVIAQA = TASK_CLASSES.index("triviaqa")
 
@@ -125,6 +127,26 @@ def test_defaults_missing_a_field_are_rejected_naming_it(defaults):
     broken["deadline_s"] = {k: v for k, v in defaults["deadline_s"].items() if k != "mmlu"}
     with pytest.raises(RequestDataError, match=r"field 'deadline_s\.mmlu' is missing"):
         RequestModelTables.from_dict(broken)
+
+
+@pytest.mark.parametrize("path, value, message", [
+    (("output_tokens", "math", "L1", "log_sigma"), -0.5, r"field 'output_tokens\.math\.L1\.log_sigma': .*greater than or equal to 0"),
+    (("preferred_level_prob", "mmlu"), [0.5, 0.4, 0.2], r"field 'preferred_level_prob\.mmlu': must sum to 1, sums to 1\.1"),
+    (("deadline_s", "alpaca"), "12", r"field 'deadline_s\.alpaca': Input should be a valid number"),
+    (("energy_per_output_token_j", "triviaqa", "L2"), True, r"field 'energy_per_output_token_j\.triviaqa\.L2'"),
+    (("workload", "diurnal_rate_shape"), [1.0] * 23, r"field 'workload\.diurnal_rate_shape': .*at least 24"),
+    (("class_frequency", "math"), 0.9, r"field 'class_frequency': must sum to 1"),
+])
+def test_defaults_with_a_malformed_field_are_rejected_naming_it(defaults, path, value, message):
+    import copy
+
+    broken = copy.deepcopy(defaults)
+    node = broken
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    with pytest.raises(RequestDataError, match=r"^defaults\.json: " + message):
+        RequestModelTables.from_dict(broken, origin="defaults.json")
 
 
 def test_l1_triviaqa_mean_tokens_and_energy_per_token_match_the_csv_within_1_percent(defaults, sprout_file):

@@ -33,6 +33,7 @@ from aolo.train.train_config import TrainConfig
 from aolo.train.training import train
 
 torch.set_num_threads(1)  # 2-core machine shared with other test runs
+pytestmark = pytest.mark.xdist_group("test_run_trust")  # one xdist worker: its module fixture trains two runs once
 
 OLD_FORMAT_FILES = ("actor.safetensors", "actor_kwargs.json", MANIFEST_FILE)
 """What runs saved before this change lack."""

@@ -256,6 +256,8 @@ def compare(
                                       "beside the class-aware LP's frontier"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write every result as JSON"),
     torch_threads: int = typer.Option(1, "--torch-threads", min=1, help="torch.set_num_threads for the actors"),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="folder of cached LP frontiers (default: "
+                                                           "'.cache' beside the first run directory)"),
 ) -> None:
     """Evaluate trained runs on the evaluation seeds, aggregate the seeds of each algorithm (mean
     and spread over runs) and print them beside the reference policies on the same seeds.
@@ -292,7 +294,8 @@ def compare(
     if len(scenarios) != 1:
         _fail(f"runs: trained on different scenarios ({', '.join(sorted(scenarios))}); compare one at a time")
     model = ServiceModel(get_scenario(scenarios.pop()))
-    result = compare_runs(model, loaded, seed_list, n_bs=n_bs)
+    result = compare_runs(model, loaded, seed_list, n_bs=n_bs, cache_dir=cache or runs[0].parent / ".cache",
+                          log=lambda line: console().print(f"[dim]{line}[/dim]"))
     groups = result.groups
     console().print(comparison_table(result, f"scenario {model.scenario.name}, seeds {seed_list}, "
                                              f"{n_bs} BS x 1 day; learned: mean ± std over runs"))

@@ -10,13 +10,14 @@ the quality it lands at, at a common quality (:func:`comparison_quality_adjusted
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 from aolo.console import progress
 
-from .evaluate import EvalResult, evaluate_policy, summary_row
+from .evaluate import EvalResult, evaluate_policies, summary_row
 from .frontier import Frontier, lp_frontier
 from .policies import COMPARE_REFERENCES, REFERENCE_POLICIES
 from .simulator import ServiceModel
@@ -45,19 +46,26 @@ class Comparison:
         return 100.0 * np.array([self.frontier.excess_frac(r) for r in results], dtype=np.float64)
 
 
-def compare_runs(model: ServiceModel, runs: Sequence[Any], seeds: Iterable[int], n_bs: int = 8) -> Comparison:
+def compare_runs(model: ServiceModel, runs: Sequence[Any], seeds: Iterable[int], n_bs: int = 8,
+                 cache_dir: str | Path | None = None, log: Callable[[str], None] | None = None) -> Comparison:
     """Evaluate trained runs (:class:`~aolo.train.run.TrainedRun`), the reference policies and the
-    LP frontier on ``seeds`` x ``n_bs`` base stations x 1 day, with a progress bar."""
+    LP frontier on ``seeds`` x ``n_bs`` base stations x 1 day, with a progress bar.
+
+    :param cache_dir: where the LP frontier is cached (:func:`aolo.train.frontier.lp_frontier`); None: no cache
+    :param log: where to say that the cached frontier was used or set aside
+    """
     seeds = list(seeds)
     groups: dict[str, list] = {}
     with progress() as bar:
-        refs = [evaluate_policy(REFERENCE_POLICIES[name](), model, seeds, n_bs=n_bs, progress=bar)
-                for name in COMPARE_REFERENCES]
-        for run in runs:
-            groups.setdefault(run.config.algo, []).append(
-                (run, evaluate_policy(run.policy(), model, seeds, n_bs=n_bs, progress=bar)))
+        # side by side: each result is the policy's lone evaluation, for one simulation's cost
+        results = evaluate_policies([REFERENCE_POLICIES[name]() for name in COMPARE_REFERENCES]
+                                    + [run.policy() for run in runs], model, seeds, n_bs=n_bs, progress=bar)
+        refs = results[:len(COMPARE_REFERENCES)]
+        for run, res in zip(runs, results[len(COMPARE_REFERENCES):]):
+            groups.setdefault(run.config.algo, []).append((run, res))
         lp_at_floor = refs[COMPARE_REFERENCES.index("class-aware-lp")]  # the frontier's margin 0
-        frontier = lp_frontier(model, seeds, n_bs=n_bs, progress=bar, evaluated={0.0: lp_at_floor})
+        frontier = lp_frontier(model, seeds, n_bs=n_bs, progress=bar, evaluated={0.0: lp_at_floor},
+                               cache_dir=cache_dir, log=log)
     return Comparison(groups=groups, references=refs, frontier=frontier)
 
 
@@ -71,9 +79,10 @@ class ExcessGap:
     diff_pct: float
     """mean excess of a's runs minus b's, percentage points"""
     se_pct: float
-    """Welch standard error of the difference, percentage points"""
+    """Welch standard error of the difference (``scipy.stats.ttest_ind(equal_var=False)``), percentage points"""
     ci_low_pct: float
-    """lower end of the bootstrap 95% interval (runs resampled within each algorithm)"""
+    """lower end of the bootstrap 95% percentile interval (``scipy.stats.bootstrap``, runs resampled
+    within each algorithm)"""
     ci_high_pct: float
     """upper end of the bootstrap 95% interval"""
     n_a: int
@@ -96,16 +105,24 @@ def excess_gap(excess_a_pct: Sequence[float], excess_b_pct: Sequence[float], a: 
     :param seed: seed of the bootstrap
     :raises ValueError: unless each side has at least two finite values
     """
+    from scipy import stats
+
     va, vb = np.asarray(excess_a_pct, dtype=np.float64), np.asarray(excess_b_pct, dtype=np.float64)
     for name, v in ((a, va), (b, vb)):
         if v.size < 2 or not np.isfinite(v).all():
             raise ValueError(f"excess_gap: {name} needs at least two runs inside the LP's range, got {v.tolist()}")
-    rng = np.random.default_rng(seed)
-    boot = (rng.choice(va, (n_boot, va.size)).mean(axis=1) - rng.choice(vb, (n_boot, vb.size)).mean(axis=1))
-    low, high = np.percentile(boot, [2.5, 97.5])
-    se = float(np.sqrt(va.var(ddof=1) / va.size + vb.var(ddof=1) / vb.size))
-    return ExcessGap(a=a, b=b, diff_pct=float(va.mean() - vb.mean()), se_pct=se, ci_low_pct=float(low),
-                     ci_high_pct=float(high), n_a=int(va.size), n_b=int(vb.size))
+    welch = stats.ttest_ind(va, vb, equal_var=False)
+    ci = welch.confidence_interval(0.95)  # diff +- t_0.975(df) * se: the standard error, read back
+    se = float((ci.high - ci.low) / (2.0 * stats.t.ppf(0.975, welch.df)))
+    boot = stats.bootstrap((va, vb), _difference_of_means, n_resamples=n_boot, confidence_level=0.95,
+                           method="percentile", vectorized=True, random_state=np.random.default_rng(seed))
+    return ExcessGap(a=a, b=b, diff_pct=float(va.mean() - vb.mean()), se_pct=se,
+                     ci_low_pct=float(boot.confidence_interval.low), ci_high_pct=float(boot.confidence_interval.high),
+                     n_a=int(va.size), n_b=int(vb.size))
+
+
+def _difference_of_means(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    return a.mean(axis=axis) - b.mean(axis=axis)
 
 
 def comparison_gap(result: Comparison, a: str = "sdrl", b: str = "sac") -> ExcessGap | None:

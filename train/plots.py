@@ -86,15 +86,15 @@ def plot_learning_curves(groups: dict, model, path: Path) -> Path:
     plt = pyplot()
     import numpy as np
 
-    from .evaluate import evaluate_policy, summary_row
+    from .evaluate import evaluate_policies, summary_row
     from .policies import REFERENCE_POLICIES
     from .policies import COMPARE_REFERENCES
     from .run import read_evaluations
 
     first = next(iter(groups.values()))[0][0].config
     val_seeds, val_bs = list(first.eval_seeds), first.eval_n_bs
-    refs = {name: evaluate_policy(REFERENCE_POLICIES[name](), model, val_seeds, n_bs=val_bs)
-            for name in COMPARE_REFERENCES}
+    refs = dict(zip(COMPARE_REFERENCES, evaluate_policies([REFERENCE_POLICIES[name]() for name in COMPARE_REFERENCES],
+                                                          model, val_seeds, n_bs=val_bs)))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     keys = (("carbon_g_per_request", "carbon per request, g", 1.0), ("quality_vs_base_frac", "quality vs BASE, %", 100.0))
     for ax, (key, label, scale) in zip(axes, keys):

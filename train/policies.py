@@ -180,9 +180,11 @@ class LPPolicy:
         name = "static-mix" if static else ("class-aware-lp" if per_class else "sprout-lp")
         self.name = f"{name}{self.quality_margin:+.2f}" if self.quality_margin else name
 
-    def reset(self, sim: BatchSimulator, seed: int) -> None:
+    def reset(self, sim: BatchSimulator, seed: int, stats: LevelStats | None = None) -> None:
+        """:param stats: ``calibrate(sim.model)`` when the caller has it already (it is the same
+            for every seed), else None"""
         self.model = sim.model
-        self.stats = calibrate(sim.model)
+        self.stats = calibrate(sim.model) if stats is None else stats
         self.rng = np.random.default_rng([seed, 7919])
         self._cache: dict[int, np.ndarray] = {}
         if self.static:
@@ -210,10 +212,19 @@ class LPPolicy:
         return self._cache[hour_index]
 
     def decide(self, ctx: RequestContext, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n = ctx.task_class.shape[0]
         probs = np.stack([self.mix_for_hour(int(h))[c] for h, c in zip(ctx.hour_index, ctx.task_class)])
-        level = (self.rng.random(n)[:, None] > np.cumsum(probs, axis=1)[:, :-1]).sum(axis=1).astype(np.int64)
+        level = draw_levels(probs, self.rng.random(probs.shape[0]))
         return level, _closed_form_power(self.model, ctx, level, self.stats)
+
+
+def draw_levels(probs: np.ndarray, uniform: np.ndarray) -> np.ndarray:
+    """Levels drawn from per-request mixes by inverse CDF.
+
+    :param probs: (n, n_levels) each row a probability vector
+    :param uniform: (n,) draws from U[0, 1)
+    :return: (n,) int64 levels
+    """
+    return (uniform[:, None] > np.cumsum(probs, axis=1)[:, :-1]).sum(axis=1).astype(np.int64)
 
 
 class ClassLagrangianPolicy:

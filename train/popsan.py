@@ -29,7 +29,7 @@ import torch
 from snntorch import surrogate
 from torch import nn
 
-__all__ = ["PopSANConfig", "PopSAN", "PopulationEncoder", "PopulationDecoder", "ENCODER_VTH"]
+__all__ = ["PopSANConfig", "PopSAN", "PopulationEncoder", "PopulationDecoder", "ENCODER_VTH", "cuba_lif_step", "heaviside"]
 
 from .popsan_config import ENCODER_VTH, PopSANConfig
 
@@ -89,9 +89,11 @@ class PopulationEncoder(nn.Module):
         stim = self.stimulus(obs)
         volt = torch.zeros_like(stim)
         spikes = []
+        grad = torch.is_grad_enabled()
         for _ in range(timesteps):
             volt = volt + stim
-            s = _RegularSpike.apply(volt, self.vth)
+            # without gradients, the Function's forward itself (its apply costs more than the step)
+            s = _RegularSpike.apply(volt, self.vth) if grad else (volt > self.vth).to(volt.dtype)
             volt = volt - s * self.vth
             spikes.append(s)
         return spikes
@@ -141,6 +143,9 @@ class PopSAN(nn.Module):
             for _ in self.layers
         )
         self.decoder = PopulationDecoder(act_dim, cfg.pop_per_act_dim)
+        self.reference_neurons = False
+        """Step the layers through snntorch's ``Synaptic`` modules (the reference) rather than
+        :func:`cuba_lif_step` (the default, the same numbers faster); for tests."""
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """:param obs: (batch, obs_dim) float32
@@ -151,6 +156,11 @@ class PopSAN(nn.Module):
     def forward_with_spikes(self, obs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Mean plus every population's spike train (encoder first, then each CubaLIF layer).
 
+        The layers step through :func:`cuba_lif_step`, snntorch's recursion without its per-call
+        bookkeeping, or with :attr:`reference_neurons` through snntorch's ``Synaptic`` modules
+        themselves; both give the same spikes, means and gradients bit for bit
+        (``tests/test_popsan_actor.py``).
+
         :param obs: (batch, obs_dim) float32
         :return: mean (batch, act_dim) float32; spikes: list of (T, batch, n) {0,1} float32
         """
@@ -159,14 +169,62 @@ class PopSAN(nn.Module):
         trains: list[list[torch.Tensor]] = [enc] + [[] for _ in self.layers]
         state = [tuple(torch.zeros(obs.shape[0], lin.out_features, dtype=obs.dtype, device=obs.device)
                        for _ in range(2)) for lin in self.layers]
-        for t in range(steps):
-            s = enc[t]
-            for k, (lin, lif) in enumerate(zip(self.layers, self.neurons)):
-                s, syn, mem = lif(lin(s), *state[k])
-                state[k] = (syn, mem)
-                trains[k + 1].append(s)
-        for lif in self.neurons:
-            lif.reset_mem()  # drop snntorch's references to this graph
+        if self.reference_neurons:
+            for t in range(steps):
+                s = enc[t]
+                for k, (lin, lif) in enumerate(zip(self.layers, self.neurons)):
+                    s, syn, mem = lif(lin(s), *state[k])
+                    state[k] = (syn, mem)
+                    trains[k + 1].append(s)
+            for lif in self.neurons:
+                lif.reset_mem()  # drop snntorch's references to this graph
+        else:
+            # without gradients, the surrogates' common forward, 1[x > 0] (snntorch's atan and
+            # fast_sigmoid alike), saves an autograd Function call per layer and step
+            fire = [lif.spike_grad if torch.is_grad_enabled() else heaviside for lif in self.neurons]
+            consts = [(lif.alpha.clamp(0, 1), lif.beta.clamp(0, 1), lif.threshold, f)
+                      for lif, f in zip(self.neurons, fire)]
+            for t in range(steps):
+                s = enc[t]
+                for k, lin in enumerate(self.layers):
+                    s, syn, mem = cuba_lif_step(lin(s), *state[k], *consts[k])
+                    state[k] = (syn, mem)
+                    trains[k + 1].append(s)
         # sum / T, not mean(): torch's mean multiplies by 1/T, which is not the spec's division.
         rate = torch.stack(trains[-1]).sum(0) / steps
         return self.decoder(rate), [torch.stack(tr) for tr in trains]
+
+
+def heaviside(x: torch.Tensor) -> torch.Tensor:
+    """``1[x > 0]`` as float: the forward pass of snntorch's surrogate spike functions."""
+    return (x > 0).float()
+
+
+def cuba_lif_step(current: torch.Tensor, syn: torch.Tensor, mem: torch.Tensor, alpha: torch.Tensor,
+                  beta: torch.Tensor, threshold: torch.Tensor, spike_grad: Any) -> tuple[torch.Tensor, ...]:
+    """One step of ``snntorch.Synaptic(reset_mechanism="zero", reset_delay=False)`` with graded
+    spike factor 1, written out: ``syn = alpha syn + current``; ``mem = beta mem + syn``;
+    ``spk = spike_grad(mem - threshold)``; ``mem = mem - spk mem``.
+
+    Written by hand because snntorch's module spends most of a step on bookkeeping (state stored
+    as module attributes, shape checks, a second surrogate call for the reset signal, the reset
+    branch recomputed), about two thirds of SDRL's training time. It leaves out snntorch's reset
+    signal ``1[mem_before > threshold]``, which is always 0 here: every step ends with the
+    membrane at or below the threshold (a neuron above it spikes and is zeroed), and the state
+    starts at 0. With that term 0, snntorch's extra operations add exact zeros to the values and
+    the gradients, so this step is the module's to the bit; ``spike_grad`` is the module's own
+    surrogate, so the backward pass is too.
+
+    :param current: (batch, n) float32, the layer's input current
+    :param syn: (batch, n) float32, synaptic current after the previous step
+    :param mem: (batch, n) float32, membrane voltage after the previous step
+    :param alpha: synaptic decay, 0-d, clamped to [0, 1]
+    :param beta: membrane decay, 0-d, clamped to [0, 1]
+    :param threshold: firing threshold, 0-d
+    :param spike_grad: the neuron's spike function (Heaviside forward, surrogate backward)
+    :return: spikes (batch, n) {0,1}, syn, mem (after the reset)
+    """
+    syn = alpha * syn + current
+    mem = beta * mem + syn
+    spk = spike_grad(mem - threshold)
+    return spk, syn, mem - spk * mem

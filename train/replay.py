@@ -4,7 +4,9 @@ Each step, every base station's request becomes runtime telemetry; the runtime's
 :class:`~aolo.runtime.service.PolicyService` decides with the bundle's backend; the simulator
 serves the request with that decision; the outcome is recorded in a real SQLite ledger. The
 carbon report comes from the ledger, and the same policy is evaluated by ``evaluate_policy`` on the
-same seed, so the two totals can be compared: they must be equal.
+same seed, so the two totals can be compared: they must be equal. For Lava's fixed point the
+evaluation decides with the bundle's integer model, which the Lava network reproduces bit for bit,
+so the day runs through Lava once.
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ def replay(bundle_path: str | Path, scenario: ScenarioConfig, seed: int, ledger_
     :param actor_hardware: hardware the ledger charges the actor's energy for; default by backend
         (lava: Loihi 2, onnx/reference: server CPU)
     """
-    from aolo.runtime.backends import make_backend
+    from aolo.runtime.backends import LAVA_FIXED_TARGET, make_backend
     from aolo.runtime.bundle import PolicyBundle
+    from aolo.runtime.fixed_point import load_fixed_point
     from aolo.runtime.energy import charge_actor_energy
     from aolo.runtime.ledger import Ledger
     from aolo.runtime.service import Outcome, PolicyService, Telemetry
@@ -68,6 +71,8 @@ def replay(bundle_path: str | Path, scenario: ScenarioConfig, seed: int, ledger_
                             quality_tolerance_xi=scenario.quality_tolerance_xi, quality_window=scenario.quality_window,
                             include_radio=scenario.include_radio)
     sim = BatchSimulator(model, n_bs=n_bs, seed=seed)
+    # the simulator's inference energy: Sprout's NVML measurements on a trace, the server profile's model otherwise
+    energy_kind = "measured" if scenario.requests_csv is not None else "modelled"
     ctx = sim.reset(seed=seed)
     start_utc = model.grid.start_utc
     task = progress.add_task(f"replay {backend}/{precision}", total=None) if progress is not None else None
@@ -96,6 +101,7 @@ def replay(bundle_path: str | Path, scenario: ScenarioConfig, seed: int, ledger_
                 outcomes = [Outcome(
                     request_id=tags[b], output_tokens=int(round(served["tokens"][b])),
                     inference_energy_j=float(served["energy"][b]), inference_latency_s=float(served["latency"][b]),
+                    inference_energy_kind=energy_kind,
                     airtime_s=float(out.airtime_s[b]), harq_tries=int(out.tries[b]), outage=bool(out.outage[b]),
                     tx_power_w=float(out.tx_power_w[b]), quality=float(out.quality[b]),
                     quality_base=float(out.quality_base[b])) for b in live]
@@ -107,12 +113,19 @@ def replay(bundle_path: str | Path, scenario: ScenarioConfig, seed: int, ledger_
         fallbacks = service.fallback_count
     finally:
         service.close()
-    reference = make_backend(backend, bundle, precision)
-    try:
-        evaluation = evaluate_policy(ActorPolicy(f"{backend}/{precision}", reference.decide), model, [seed], n_bs=n_bs,
+    if backend == "lava" and precision == "fixed" and LAVA_FIXED_TARGET in bundle.targets:
+        # the bundle's integer model: Lava's bit-accurate network reproduces it exactly
+        # (tests/test_lava_backend.py), and in numpy it runs a day in seconds, not minutes
+        fixed = load_fixed_point(bundle.spec, bundle.file(LAVA_FIXED_TARGET))
+        evaluation = evaluate_policy(ActorPolicy(f"{backend}/{precision}", fixed.forward), model, [seed], n_bs=n_bs,
                                      days=days)
-    finally:
-        reference.close()
+    else:
+        reference = make_backend(backend, bundle, precision)
+        try:
+            evaluation = evaluate_policy(ActorPolicy(f"{backend}/{precision}", reference.decide), model, [seed],
+                                         n_bs=n_bs, days=days)
+        finally:
+            reference.close()
     return ReplayResult(ledger_path=ledger_path, ledger_totals=totals, evaluation=evaluation, backend=backend,
                         precision=precision, actor_hardware=hardware, actor_energy_j=model.actor_energy_j,
                         fallbacks=fallbacks)

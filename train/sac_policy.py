@@ -20,7 +20,7 @@ from torch import nn
 
 from .popsan import PopSAN, PopSANConfig
 
-__all__ = ["SpikingActor", "SDRLPolicy", "EntropyRateSAC", "make_sac", "check_spaces"]
+__all__ = ["SpikingActor", "SDRLPolicy", "EntropyRateSAC", "make_sac", "check_spaces", "deployed_action"]
 
 
 class SpikingActor(Actor):
@@ -56,6 +56,21 @@ class SpikingActor(Actor):
         mean = self.popsan(features)
         log_std = self.log_std(self.latent_pi(features))
         return mean, torch.clamp(log_std, LOG_STD_MIN, LOG_STD_MAX), {}
+
+
+def deployed_action(actor: Actor, obs: torch.Tensor) -> torch.Tensor:
+    """The deterministic action of a SAC or SDRL actor, ``tanh(mean)``: what
+    ``actor(obs, deterministic=True)`` returns, bit for bit, without computing the log-std head and
+    the distribution object SB3 builds around the mean, which take most of a decision's time at
+    the small batches of an evaluation (``tests/test_popsan_actor.py`` checks both algorithms).
+
+    :param actor: an SB3 SAC :class:`Actor` or a :class:`SpikingActor` (no gSDE)
+    :param obs: (batch, obs_dim) float32
+    :return: (batch, act_dim) float32 in [-1, 1]
+    """
+    features = actor.extract_features(obs, actor.features_extractor)
+    mean = actor.popsan(features) if isinstance(actor, SpikingActor) else actor.mu(actor.latent_pi(features))
+    return torch.tanh(mean)
 
 
 class SDRLPolicy(SACPolicy):

@@ -209,17 +209,28 @@ class BatchSimulator:
 
     :param model: the service model (shared, read-only)
     :param n_bs: number of base stations
-    :param seed: base seed; BS b's k-th episode draws from ``default_rng([seed, b, k])``
+    :param seed: base seed; BS b's k-th episode draws from ``default_rng([seed, stream_of_bs[b], k])``
+    :param stream_of_bs: (n_bs,) int, the random stream of each BS (None: BS b has stream b).
+        Base stations that share a stream serve the same requests in lockstep (every BS takes one
+        request per step), whatever they decide: a policy family evaluated side by side on copies
+        of the same days (:func:`aolo.train.evaluate.evaluate_policy_groups`). Their episodes are
+        drawn and stored once.
     """
 
-    def __init__(self, model: ServiceModel, n_bs: int, seed: int = 0) -> None:
+    def __init__(self, model: ServiceModel, n_bs: int, seed: int = 0, stream_of_bs: np.ndarray | None = None) -> None:
         self.model = model
         self.n_bs = n_bs
         self.seed = seed
+        self.stream_of_bs = np.arange(n_bs) if stream_of_bs is None else np.asarray(stream_of_bs, dtype=np.int64)
+        if self.stream_of_bs.shape != (n_bs,) or (self.stream_of_bs < 0).any():
+            raise ValueError(f"BatchSimulator: stream_of_bs must be ({n_bs},) non-negative ints")
+        n_streams = int(self.stream_of_bs.max()) + 1 if n_bs else 0
+        self._stored_episode = np.full(n_streams, -1, dtype=np.int64)  # per stream: the episode in _buf
+        self._stream_length = np.zeros(n_streams, dtype=np.int64)
         self.episode_count = np.zeros(n_bs, dtype=np.int64)
         self.pos = np.zeros(n_bs, dtype=np.int64)
         self.length = np.zeros(n_bs, dtype=np.int64)
-        self._buf: dict[str, np.ndarray] = {}  # per field (n_bs, capacity, ...) padded episode streams
+        self._buf: dict[str, np.ndarray] = {}  # per field (n_streams, capacity, ...) padded episode streams
         w = model.scenario.quality_window
         self._q = np.zeros((n_bs, w))
         self._q0 = np.zeros((n_bs, w))
@@ -232,23 +243,27 @@ class BatchSimulator:
         if seed is not None:
             self.seed = seed
             self.episode_count[:] = 0
+        self._stored_episode[:] = -1
         for b in range(self.n_bs):
             self._reset_bs(b)
         self._ctx = self._context()
         return self._ctx
 
     def _reset_bs(self, b: int) -> None:
-        rng = np.random.default_rng([self.seed, b, int(self.episode_count[b])])
+        stream, k = int(self.stream_of_bs[b]), int(self.episode_count[b])
         self.episode_count[b] += 1
-        ep = self.model.sample_episode(rng)
-        self._store(b, ep)
+        if self._stored_episode[stream] != k:  # not yet drawn by a BS of the same stream
+            ep = self.model.sample_episode(np.random.default_rng([self.seed, stream, k]))
+            self._store(stream, ep)
+            self._stored_episode[stream] = k
+        self.length[b] = self._stream_length[stream]
         self.pos[b] = 0
         self._q[b] = 0.0
         self._q0[b] = 0.0
         self._n[b] = 0
 
-    def _store(self, b: int, ep: "Episode") -> None:
-        """Write BS b's episode into the padded buffers, growing them when it is longer."""
+    def _store(self, stream: int, ep: "Episode") -> None:
+        """Write a stream's episode into the padded buffers, growing them when it is longer."""
         n = len(ep)
         cols = {k: getattr(ep, k) for k in STREAM_FIELDS_EPISODE}
         cols.update({k: getattr(ep.requests, k) for k in STREAM_FIELDS_REQUEST})
@@ -256,23 +271,23 @@ class BatchSimulator:
         if n > cap:
             new_cap = max(n, int(cap * 1.25) + 16)
             for k, v in cols.items():
-                grown = np.zeros((self.n_bs, new_cap) + v.shape[1:], dtype=v.dtype)
+                grown = np.zeros((self._stream_length.size, new_cap) + v.shape[1:], dtype=v.dtype)
                 if k in self._buf:
                     grown[:, :cap] = self._buf[k]
                 self._buf[k] = grown
         for k, v in cols.items():
-            self._buf[k][b, :n] = v
-        self.length[b] = n
+            self._buf[k][stream, :n] = v
+        self._stream_length[stream] = n
 
     def episode_stream(self, b: int) -> tuple[dict[str, np.ndarray], RequestBatch]:
         """BS b's whole current episode (privileged: for the oracle): episode fields and requests."""
         n = int(self.length[b])
-        buf = {k: v[b, :n] for k, v in self._buf.items()}
+        stream = int(self.stream_of_bs[b])
+        buf = {k: v[stream, :n] for k, v in self._buf.items()}
         return buf, RequestBatch(**{k: buf[k] for k in STREAM_FIELDS_REQUEST})
 
     def _gather(self) -> dict[str, np.ndarray]:
-        rows = np.arange(self.n_bs)
-        return {k: v[rows, self.pos] for k, v in self._buf.items()}
+        return {k: v[self.stream_of_bs, self.pos] for k, v in self._buf.items()}
 
     def _context(self) -> RequestContext:
         g = self._gather()

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Sequence
 
 from rich.table import Table
 
+from aolo.runtime.carbon import CarbonBreakdown
+
 from .evaluate import COMPONENTS, EvalResult, summary_row
 
 if TYPE_CHECKING:
@@ -37,6 +39,8 @@ def results_table(results: Sequence[EvalResult], title: str) -> Table:
             f"{100 * row['latency_violation_frac']:.2f}%", f"{100 * row['outage_frac']:.2f}%",
             f"{100 * row['floor_violation_frac']:.1f}%",
         )
+    table.caption = ("carbon modelled by the simulator from the profiles (inference, radio, embodied); the actor's "
+                     "estimated from op counts priced on a hardware profile")
     return table
 
 
@@ -47,11 +51,16 @@ def replay_table(result: "ReplayResult") -> Table:
     n = totals["count"]
     table = Table(title=f"replay through the runtime ({result.backend}/{result.precision}, actor energy charged for "
                         f"{result.actor_hardware}: {result.actor_energy_j:.3g} J/decision), ledger {result.ledger_path}")
-    for col in ("component", "ledger total (g)", "ledger per request (g)", "evaluate total (g)", "rel. difference"):
-        table.add_column(col, justify="left" if col == "component" else "right")
+    for col in ("component", "ledger total (g)", "ledger per request (g)", "evaluate total (g)", "rel. difference",
+                "kind"):
+        table.add_column(col, justify="left" if col in ("component", "kind") else "right")
+    kinds = totals.get("kinds", {})
     for c in COMPONENTS + ("total_g",):
         a, b = totals["sum"][c], ev.carbon_sum_g[c]
-        table.add_row(c, f"{a:.6g}", f"{a / max(n, 1):.6g}", f"{b:.6g}", f"{abs(a - b) / max(abs(b), 1e-300):.1e}")
+        part = c.split("_")[0]
+        kind = (", ".join(f"{k} ({v} rows)" if len(kinds[part]) > 1 else k for k, v in kinds[part].items())
+                if kinds.get(part) else CarbonBreakdown.MODEL_KINDS[c])
+        table.add_row(c, f"{a:.6g}", f"{a / max(n, 1):.6g}", f"{b:.6g}", f"{abs(a - b) / max(abs(b), 1e-300):.1e}", kind)
     levels = ", ".join(f"{k} {v}" for k, v in totals.get("by_level", {}).items())
     table.caption = (f"{n} requests in the ledger ({ev.n_requests} evaluated); levels {levels}; "
                      f"fallbacks {result.fallbacks}; outages {int(totals.get('outages', 0))}")

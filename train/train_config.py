@@ -37,7 +37,8 @@ class TrainConfig(BaseModel):
     popsan: PopSANConfig = Field(default_factory=PopSANConfig, description="PopSAN shape and neurons (sdrl only)")
     learning_rate: float = Field(3e-4, gt=0, description="Adam learning rate at the start of the run")
     device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="torch device of the networks; auto means cpu for now (CUDA is not yet measured)")
+        "auto", description="torch device of the networks (SB3's device): cpu, cuda, or auto, which picks cpu "
+                            "for these small networks (see torch_device; scripts/device_check.sh measures both)")
     torch_threads: PositiveInt = Field(1, description="torch.set_num_threads for the run")
     out_dir: str = Field("runs", description="parent folder of run directories")
 
@@ -126,10 +127,19 @@ class TrainConfig(BaseModel):
         last :attr:`actor_average_window` steps of the run, never before ``learning_starts``."""
         return max(self.learning_starts, self.steps - self.actor_average_window)
 
+    AUTO_DEVICE: ClassVar[str] = "cpu"
+    """What ``device="auto"`` picks. These networks are small (SAC's 64 x 64 MLP actor or PopSAN's
+    32 x 32 LIF layers unrolled over T steps, two 256 x 256 critics, minibatches of 256): a gradient
+    step is a few hundred kernels of microseconds each, so on a GPU the launch latency (~5-10 us a
+    kernel) and the host-device copies of every environment step (the simulator runs in numpy on
+    the CPU) cost more than the arithmetic saves, and one CPU thread keeps up. cpu is chosen until
+    a measurement says otherwise: ``scripts/device_check.sh`` times SAC and SDRL env steps/s on
+    cuda against cpu on a GPU machine and prints which was faster."""
+
     @property
     def torch_device(self) -> str:
-        """The torch device of the networks: ``device``, with auto meaning cpu for now."""
-        return "cpu" if self.device == "auto" else self.device
+        """The torch device of the networks: ``device``, with auto meaning :attr:`AUTO_DEVICE`."""
+        return self.AUTO_DEVICE if self.device == "auto" else self.device
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values (tuples as lists, the popsan config as a nested dict)."""

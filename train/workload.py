@@ -27,7 +27,6 @@ numpy and the standard library only.
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +35,10 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .requests import N_CLASSES, RequestDataError, RequestModelTables
+from aolo.runtime.csv_rows import read_csv_rows
+
+from .request_batch import N_CLASSES, RequestDataError
+from .request_tables import RequestModelTables
 
 __all__ = [
     "HOUR_S",
@@ -185,50 +187,12 @@ def read_pai_hourly_jobs(path: str | Path) -> np.ndarray:
         or a gap
     """
     path = Path(path)
-    try:
-        handle = open(path, newline="", encoding="utf-8")
-    except OSError as e:
-        raise WorkloadDataError(f"{path}: cannot read: {e.strerror}") from None
     jobs: list[float] = []
-    with handle:
-        reader = csv.reader(handle)
-        try:
-            header = [h.strip() for h in next(reader, [])]
-            if not header:
-                raise WorkloadDataError(f"{path}: line 1: empty file, expected a header 'hour_index,jobs'")
-            for name in ("hour_index", "jobs"):
-                if name not in header:
-                    raise WorkloadDataError(
-                        f"{path}: line 1: column {name!r}: missing from the header (has {', '.join(header)})"
-                    )
-            i_hour, i_jobs = header.index("hour_index"), header.index("jobs")
-            for record in reader:
-                line = reader.line_num
-                if not record:
-                    continue
-                if len(record) <= max(i_hour, i_jobs):
-                    raise WorkloadDataError(f"{path}: line {line}: row has {len(record)} fields, expected 2")
-                try:
-                    hour = int(record[i_hour])
-                except ValueError:
-                    raise WorkloadDataError(
-                        f"{path}: line {line}: column 'hour_index': {record[i_hour]!r} is not an integer"
-                    ) from None
-                if hour != len(jobs):
-                    raise WorkloadDataError(
-                        f"{path}: line {line}: column 'hour_index': expected {len(jobs)} (consecutive hours), got {hour}"
-                    )
-                try:
-                    value = float(record[i_jobs])
-                except ValueError:
-                    raise WorkloadDataError(f"{path}: line {line}: column 'jobs': {record[i_jobs]!r} is not a number") from None
-                if not math.isfinite(value) or value < 0:
-                    raise WorkloadDataError(f"{path}: line {line}: column 'jobs': {record[i_jobs]!r} must be finite and >= 0")
-                jobs.append(value)
-        except UnicodeDecodeError as e:
-            raise WorkloadDataError(f"{path}: not UTF-8 text (byte {e.start})") from None
-        except csv.Error as e:
-            raise WorkloadDataError(f"{path}: line {reader.line_num}: {e}") from None
+    for row in read_csv_rows(path, ("hour_index", "jobs"), error=WorkloadDataError):
+        hour = row.integer("hour_index")
+        if hour != len(jobs):
+            raise row.error("hour_index", f"expected {len(jobs)} (consecutive hours), got {hour}")
+        jobs.append(row.number("jobs"))
     if not jobs:
         raise WorkloadDataError(f"{path}: line 2: no data rows after the header")
     array = np.array(jobs, dtype=np.float64)

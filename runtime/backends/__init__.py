@@ -7,8 +7,9 @@ A backend is the *how* of running a bundle's actor (the *what*). Every backend
 * answers ``decide(obs)`` with ``obs``: (n, obs_dim) float32 -> ``action``: (n, act_dim) float32
   in [-1, 1];
 * says its ``name``, its ``precision`` ("float" or "fixed"), whether ``decide`` may be called
-  from several threads at once (``thread_safe``), and its energy per decision in J
-  (``energy_per_decision_j``; None until the energy stage measures it);
+  from several threads at once (``thread_safe``), what runs it (``execution_provider``: ONNX
+  Runtime's provider, e.g. ``CUDAExecutionProvider``; ``numpy (CPU)``; Lava's simulator), and
+  its energy per decision in J (``energy_per_decision_j``; None until the energy stage prices it);
 * releases its resources in ``close()``.
 
 Registry (Lava's ``select_tag``): ``onnx`` (ONNX Runtime), ``reference`` (numpy
@@ -212,6 +213,7 @@ class LavaBackend:
 
     name = "lava"
     thread_safe = False
+    execution_provider = "Lava Loihi2SimCfg (CPU simulation of Loihi 2)"
 
     def __init__(self, network: object, obs_dim: int, act_dim: int, precision: str) -> None:
         self._net = network

@@ -1,7 +1,10 @@
 """ONNX Runtime backend: the bundle's ``actor.onnx`` (target ``onnx``) in an InferenceSession.
 
 Input ``obs`` (batch, obs_dim) float32, output ``action`` (batch, act_dim) float32; the batch
-dimension is dynamic. Providers: CUDA first when this onnxruntime build has it, then CPU.
+dimension is dynamic. Providers: CUDA first when this onnxruntime build has it (the
+``onnxruntime-gpu`` wheel, the ``gpu`` extra, loads the CUDA and cuDNN libraries that its
+``[cuda,cudnn]`` extras installed with ``onnxruntime.preload_dlls()``), then CPU;
+``execution_provider`` says which one the session runs on.
 Threads are set on purpose: one decision is a few small matrix products, where ONNX Runtime's
 intra-op thread pool costs more in wake-ups than it saves, and the HTTP server already runs
 requests on several threads; so the default is one intra-op thread and sequential execution.
@@ -42,6 +45,9 @@ class OnnxBackend:
         self._input = session.get_inputs()[0].name  # type: ignore[attr-defined]
         self._outputs = [session.get_outputs()[0].name]  # type: ignore[attr-defined]
         self.providers: list[str] = list(session.get_providers())  # type: ignore[attr-defined]
+        # ONNX Runtime drops a provider it cannot start (no GPU, missing CUDA libraries) from the
+        # session's list, and places every node it can on the first one left
+        self.execution_provider: str = self.providers[0] if self.providers else "unknown"
         self.energy_per_decision_j: Optional[float] = None
 
     @classmethod
@@ -73,6 +79,11 @@ class OnnxBackend:
         if providers is None:
             available = ort.get_available_providers()
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+            if "CUDAExecutionProvider" in providers and hasattr(ort, "preload_dlls"):
+                try:  # the CUDA/cuDNN wheels of onnxruntime-gpu[cuda,cudnn]; absent ones are skipped
+                    ort.preload_dlls()
+                except Exception:  # noqa: BLE001 - a failed preload leaves the system's libraries to the loader
+                    pass
         try:
             session = ort.InferenceSession(data, sess_options=opts, providers=list(providers))
         except Exception as e:  # onnxruntime raises its own exception types for bad graphs

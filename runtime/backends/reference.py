@@ -28,6 +28,7 @@ class ReferenceBackend:
     name = "reference"
     precision = "float"
     thread_safe = True
+    execution_provider = "numpy (CPU)"
 
     def __init__(self, spec: "ActorSpec") -> None:
         self.spec = spec

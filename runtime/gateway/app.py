@@ -32,6 +32,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry
 
+from ..llm_energy import TokenShareMeter, open_llm_meter
 from ..service import PolicyService
 from ..sprout_tables import class_deadline_s
 from .auth import TokenStore, load_tokens
@@ -39,7 +40,7 @@ from .batching import DecideBatcher
 from .errors import install_error_handlers
 from .limits import BodyLimitMiddleware
 from .metrics import GatewayMetrics
-from .settings import GatewaySettings
+from .settings import GatewaySettings, SettingsError
 
 __all__ = ["ROUTERS", "Gateway", "create_app", "open_service", "route_scopes"]
 
@@ -68,6 +69,8 @@ class Gateway:
     backend_inline: bool
     batcher: DecideBatcher
     actor_hardware: Optional[str] = None
+    llm_meter: Optional[TokenShareMeter] = None
+    llm_energy_note: str = ""
     started: float = field(default_factory=time.monotonic)
 
 
@@ -123,7 +126,8 @@ def _telemetry_defaults(settings: GatewaySettings, service: PolicyService) -> di
 
 def create_app(settings: GatewaySettings, service: Optional[PolicyService] = None, actor_hardware: Optional[str] = None,
                transport: Optional[httpx.AsyncBaseTransport] = None,
-               on_ready: Optional[Callable[[Gateway], None]] = None) -> FastAPI:
+               on_ready: Optional[Callable[[Gateway], None]] = None,
+               llm_meter: Optional[TokenShareMeter] = None) -> FastAPI:
     """Build one gateway app.
 
     :param settings: the gateway's settings
@@ -132,9 +136,18 @@ def create_app(settings: GatewaySettings, service: Optional[PolicyService] = Non
     :param actor_hardware: with ``service``: the hardware its actor energy is charged for
     :param transport: httpx transport for the upstream client (None: real network)
     :param on_ready: called once the lifespan has opened everything, before requests are served
-    :raises SettingsError: an unreadable tokens file
+    :param llm_meter: the meter of the upstream's LLM energy (None: as ``settings.llm_energy`` says,
+        :func:`aolo.runtime.llm_energy.open_llm_meter`)
+    :raises SettingsError: an unreadable tokens file; ``llm_energy`` ``measure`` with no readable GPU counter
     """
     tokens: Optional[TokenStore] = load_tokens(settings.tokens_file) if settings.tokens_file else None
+    if llm_meter is not None:
+        llm_note = "measured: " + llm_meter.name
+    else:
+        try:
+            llm_meter, llm_note = open_llm_meter(settings.upstream_url, settings.llm_energy)
+        except ValueError as e:
+            raise SettingsError(f"--llm-energy: {e}") from None
     registry = CollectorRegistry(auto_describe=True)
     metrics = GatewayMetrics(registry, settings.backend, settings.precision)
 
@@ -157,7 +170,8 @@ def create_app(settings: GatewaySettings, service: Optional[PolicyService] = Non
         # onnx and reference decide in ~0.1 ms in process: inline; Lava (not thread-safe, ms) in a thread
         gw = Gateway(settings=settings, service=svc, metrics=metrics, client=client,
                      telemetry_defaults=_telemetry_defaults(settings, svc), class_deadlines_s=class_deadline_s(),
-                     backend_inline=bool(svc.backend.thread_safe), batcher=DecideBatcher(svc), actor_hardware=hardware)
+                     backend_inline=bool(svc.backend.thread_safe), batcher=DecideBatcher(svc), actor_hardware=hardware,
+                     llm_meter=llm_meter, llm_energy_note=llm_note)
         app.state.gateway = gw
         if on_ready is not None:
             on_ready(gw)
@@ -178,12 +192,18 @@ def create_app(settings: GatewaySettings, service: Optional[PolicyService] = Non
 
     @app.get("/healthz")
     async def healthz(request: Request) -> Response:
-        """Liveness, open to all: backend, bundle, pending decisions, fallbacks, uptime (s)."""
+        """Liveness, open to all: backend and the execution provider it runs on, bundle, how LLM and
+        actor energy are accounted, pending decisions, fallbacks, uptime (s)."""
         import json
 
         gw: Gateway = request.app.state.gateway
         b = gw.service.backend
-        body = {"status": "ok", "backend": b.name, "precision": b.precision, "bundle_sha256": gw.service.bundle.sha256,
+        body = {"status": "ok", "backend": b.name, "precision": b.precision,
+                "execution_provider": getattr(b, "execution_provider", b.name),
+                "llm_energy": gw.llm_energy_note,
+                "actor_energy": (f"estimated: op counts on {gw.actor_hardware}" if gw.actor_hardware
+                                 else "unknown: the bundle has no op counts"),
+                "bundle_sha256": gw.service.bundle.sha256,
                 "bundle_signer": gw.service.bundle_signer,
                 "pending_decisions": gw.service.pending_count, "fallbacks": gw.service.fallback_count,
                 "upstream": gw.settings.upstream_url is not None, "uptime_s": round(time.monotonic() - gw.started, 3)}

@@ -3,13 +3,26 @@ default), so several apps in one process keep their own counts.
 
 Names: the ``aolo_`` prefix, one quantity in base units, ``_total`` on counters; labels hold
 low-cardinality dimensions only (backend, level, route template, status code, fault kind).
+
+Every energy and carbon series carries ``kind``: ``measured`` (a counter or the client reported
+it), ``modelled`` (a profile's model: the server's per-token figures, the radio's power model,
+embodied carbon) or ``estimated`` (the actor's op counts priced on a hardware profile); and
+``part``: ``inference``, ``radio``, ``actor`` or ``embodied``. Summing over the labels gives the
+totals (``sum(aolo_carbon_grams_total)``).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["GatewayMetrics", "LATENCY_BUCKETS_S", "UPSTREAM_BUCKETS_S"]
+if TYPE_CHECKING:
+    from ..ledger import LedgerRow
+
+__all__ = ["ENERGY_KINDS", "GatewayMetrics", "LATENCY_BUCKETS_S", "UPSTREAM_BUCKETS_S", "row_parts"]
+
+ENERGY_KINDS = ("measured", "modelled", "estimated")
 
 # decision latency, s: 50 us .. 1 s (an in-process decision is ~0.1 ms, an SNN on Lava ~10 ms)
 LATENCY_BUCKETS_S = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 1.0)
@@ -36,8 +49,12 @@ class GatewayMetrics:
                                  buckets=LATENCY_BUCKETS_S, registry=registry)
         self.fallbacks = Counter("aolo_fallbacks", "Decisions answered by the safe policy after a backend failure.",
                                  registry=registry)
-        self.carbon = Counter("aolo_carbon_grams", "Carbon of recorded requests, gCO2e.", registry=registry)
-        self.actor_energy = Counter("aolo_actor_energy_joules", "Actor energy of decisions, J.", registry=registry)
+        self.carbon = Counter("aolo_carbon_grams", "Carbon of recorded requests, gCO2e, by part and kind.",
+                              ("part", "kind"), registry=registry)
+        self.energy = Counter("aolo_energy_joules", "Operational energy of recorded requests, J, by part and kind.",
+                              ("part", "kind"), registry=registry)
+        self.actor_energy = Counter("aolo_actor_energy_joules", "Actor energy of decisions, J, by kind.", ("kind",),
+                                    registry=registry)
         self.http = Counter("aolo_http_requests", "HTTP requests, by route template and status code.",
                             ("path", "code"), registry=registry)
         self.proxied = Counter("aolo_proxied_requests", "Chat requests served through the upstream, by level and mode.",
@@ -59,6 +76,24 @@ class GatewayMetrics:
         self.decisions.labels(self.backend, self.precision).inc(n)
         if n_fallback:
             self.fallbacks.inc(n_fallback)
-        if actor_energy_j > 0:
-            self.actor_energy.inc(actor_energy_j)
+        if actor_energy_j > 0:  # priced op counts (no energy known: nothing counted)
+            self.actor_energy.labels("estimated").inc(actor_energy_j)
         self.latency.observe(seconds)
+
+    def count_row(self, row: "LedgerRow") -> None:
+        """Add a committed ledger row's carbon and energy by part and kind."""
+        for part, kind, carbon_g, energy_j in row_parts(row):
+            if carbon_g > 0:
+                self.carbon.labels(part, kind).inc(carbon_g)
+            if energy_j is not None and energy_j > 0:
+                self.energy.labels(part, kind).inc(energy_j)
+
+
+def row_parts(row: "LedgerRow") -> list[tuple[str, str, float, "float | None"]]:
+    """(part, kind, carbon g, energy J or None) of a ledger row; a part whose kind is not one of
+    :data:`ENERGY_KINDS` (an actor with no known energy, rows of old ledgers) is left out."""
+    parts = [("inference", row.inference_kind, row.inference_g, row.inference_energy_j),
+             ("radio", row.radio_kind, row.radio_g, row.radio_dynamic_energy_j + row.radio_static_energy_j),
+             ("actor", row.actor_kind, row.actor_g, row.actor_energy_j),
+             ("embodied", "modelled", row.embodied_gpu_g + row.embodied_bs_g, None)]
+    return [p for p in parts if p[1] in ENERGY_KINDS]

@@ -185,13 +185,39 @@ def _non_finite(obj: Any, path: str = "") -> Optional[str]:
     return None
 
 
+def _meter_key(served: Served) -> str:
+    """The meter's key of one forwarded request (unique while it is in flight, whatever its id)."""
+    return f"{served.decision.request_id}#{id(served)}"
+
+
+def _measure_start(gw: Any, served: Served) -> None:
+    if gw.llm_meter is not None:
+        gw.llm_meter.start(_meter_key(served))
+
+
+def _measure_stop(gw: Any, served: Served) -> None:
+    """Stop measuring a request that will not be billed (idempotent)."""
+    if gw.llm_meter is not None:
+        gw.llm_meter.cancel(_meter_key(served))
+
+
 async def _bill(gw: Any, served: Served, prompt_tokens: int, output_tokens: int, source: str, payload_bytes: int,
                 upstream_s: float) -> LedgerRow:
-    """Price the answer and commit its ledger row.
+    """Price the answer and commit its ledger row; with a meter, its LLM energy is its measured
+    share of the upstream GPUs' energy (:mod:`aolo.runtime.llm_energy`).
 
     :raises APIError: 409 the id reached the ledger meanwhile, 503 the ledger cannot write
     """
-    row = gw.service.served_row(served, prompt_tokens, output_tokens, source, payload_bytes, upstream_s)
+    measured_j = None
+    if gw.llm_meter is not None:
+        try:
+            measured_j = gw.llm_meter.finish(_meter_key(served), output_tokens).energy_j
+        except KeyError:  # never started (the meter came later): modelled
+            measured_j = None
+        except Exception as e:  # a counter that stopped answering (a lost GPU): modelled, and logged
+            log.warning("LLM energy counter failed, this answer's LLM energy is modelled: %s", e)
+    row = gw.service.served_row(served, prompt_tokens, output_tokens, source, payload_bytes, upstream_s,
+                                inference_energy_j=measured_j)
     try:
         write = gw.service.record_served_begin(row)
     except LedgerError as e:
@@ -202,7 +228,7 @@ async def _bill(gw: Any, served: Served, prompt_tokens: int, output_tokens: int,
     if write.error is not None:
         log.error("ledger write failed: %s", write.error)
         raise APIError(503, f"ledger: {write.error}")
-    gw.metrics.carbon.inc(max(row.total_g, 0.0))
+    gw.metrics.count_row(row)
     gw.metrics.output_tokens.labels(row.level).inc(output_tokens)
     return row
 
@@ -218,6 +244,14 @@ async def chat_completions(request: Request) -> Response:
     if body.get("stream"):
         return await _stream(gw, body, served)
     t0 = time.perf_counter()
+    _measure_start(gw, served)
+    try:
+        return await _plain(gw, body, served, t0)
+    finally:
+        _measure_stop(gw, served)  # billed answers were finished in _bill; this ends the others
+
+
+async def _plain(gw: Any, body: dict[str, Any], served: Served, t0: float) -> Response:
     try:
         resp = await gw.client.post("/chat/completions", json=body)
     except httpx.HTTPError as e:
@@ -258,11 +292,14 @@ async def _stream(gw: Any, body: dict[str, Any], served: Served) -> Response:
     client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     body = {**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
     t0 = time.perf_counter()
+    _measure_start(gw, served)
     try:
         resp = await gw.client.send(gw.client.build_request("POST", "/chat/completions", json=body), stream=True)
     except httpx.HTTPError as e:
+        _measure_stop(gw, served)
         raise _transport_fault(gw, e) from None
     if resp.status_code >= 400:
+        _measure_stop(gw, served)
         try:
             content = await resp.aread()
         except httpx.HTTPError:
@@ -303,6 +340,8 @@ async def _stream(gw: Any, body: dict[str, Any], served: Served) -> Response:
                     if text:
                         chunks += 1
                         payload_bytes += _content_bytes(text)
+                        if gw.llm_meter is not None:
+                            gw.llm_meter.tokens(_meter_key(served))
                 if chunk.get("choices") or client_wants_usage:
                     yield b"data: " + data.encode() + b"\n\n"
             if not done:
@@ -331,6 +370,7 @@ async def _stream(gw: Any, body: dict[str, Any], served: Served) -> Response:
             fault = _transport_fault(gw, e)
             yield _sse(openai_error_body(fault.status, fault.message, None, fault.code))
         finally:
+            _measure_stop(gw, served)  # a stream that failed or whose client left is not billed
             await resp.aclose()
 
     return StreamingResponse(events(), media_type="text/event-stream",

@@ -106,6 +106,11 @@ class GatewaySettings(_Frozen):
     :param upstream_url: base URL of an OpenAI-compatible server (``http://127.0.0.1:8000/v1``);
         None serves the sidecar routes only (the proxy routes answer 503)
     :param upstream_api_key: bearer token the upstream wants, if any
+    :param llm_energy: how a proxied answer's LLM energy is accounted: ``model`` (the server
+        profile by tokens), ``measure`` (this machine's GPU energy over the request's window,
+        shared by tokens: :mod:`aolo.runtime.llm_energy`; refuses to start without a readable GPU
+        counter), ``auto`` (measure the GPUs a process computes on at start when the upstream is
+        on loopback and a GPU counter is readable, else model); the ledger row says measured or modelled
     :param upstream_connect_timeout_s: to open a connection to the upstream, s
     :param upstream_read_timeout_s: longest wait for the upstream's next bytes, s (a non-streamed
         answer is one wait: generation time included)
@@ -144,6 +149,7 @@ class GatewaySettings(_Frozen):
     port: int = Field(8080, ge=0, le=65535)
     upstream_url: Optional[str] = None
     upstream_api_key: Optional[SecretStr] = None
+    llm_energy: Literal["auto", "measure", "model"] = "auto"
     upstream_connect_timeout_s: float = Field(5.0, gt=0, le=600)
     upstream_read_timeout_s: float = Field(300.0, gt=0, le=86_400)
     tokens_file: Optional[Path] = None

@@ -152,7 +152,7 @@ async def outcome(body: Outcome, request: Request) -> Response:
     except LedgerError as e:
         log.error("ledger write failed: %s", e)
         raise APIError(503, f"ledger: {e}") from None
-    gw.metrics.carbon.inc(max(row.total_g, 0.0))
+    gw.metrics.count_row(row)
     return _json(row.to_dict())
 
 
