@@ -43,7 +43,7 @@ from aolo.runtime.atomic_files import (TEMP_SUFFIX, atomic_path, fsync_dir, remo
                                        write_json_atomic)
 
 from .run import ACTOR_AVERAGE_FILE, CONFIG_FILE, MODEL_FILE, REPLAY_FILE, STATE_FILE
-from .run_files import read_run_file
+from .run_files import open_run_file, read_run_file
 
 __all__ = ["STAGING_DIR", "MANIFEST_FILE", "RunManifest", "write_checkpoint", "recover_checkpoint",
            "verified_checkpoint"]
@@ -103,13 +103,8 @@ def _digest_file(path: Path) -> FileDigest:
 
     :raises ValueError: naming the file
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError as e:
-        what = "a symbolic link" if path.is_symlink() else e.strerror
-        raise ValueError(f"{path}: cannot read ({what}; a run directory holds plain files)") from None
     h, n_bytes = hashlib.sha256(), 0
-    with os.fdopen(fd, "rb") as f:
+    with open_run_file(path) as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
             n_bytes += len(chunk)

@@ -8,14 +8,28 @@ it (so that none of them imports another in a circle).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import BinaryIO
 
-__all__ = ["MAX_RUN_FILE_READ_BYTES", "read_run_file"]
+from aolo.runtime.plain_files import open_no_follow
+
+__all__ = ["MAX_RUN_FILE_READ_BYTES", "open_run_file", "read_run_file"]
 
 MAX_RUN_FILE_READ_BYTES = 256 << 20
 """Largest file :func:`aolo.train.run.load_run` reads, bytes (a bundle's limit, ``runtime.bundle.MAX_FILE_BYTES``:
 a 32 x 32 SDRL actor's spec is ~100 kB, its weights ~30 kB, the evaluations a few MB)."""
+
+
+def open_run_file(path: Path) -> BinaryIO:
+    """A plain file of a run directory opened for reading; a symbolic link is refused (O_NOFOLLOW).
+
+    :raises ValueError: naming the file
+    """
+    try:
+        return open_no_follow(path)
+    except OSError as e:
+        what = "a symbolic link" if path.is_symlink() else e.strerror
+        raise ValueError(f"{path}: cannot read ({what}; a run directory holds plain files)") from None
 
 
 def read_run_file(path: str | Path, max_bytes: int = MAX_RUN_FILE_READ_BYTES) -> bytes:
@@ -25,13 +39,8 @@ def read_run_file(path: str | Path, max_bytes: int = MAX_RUN_FILE_READ_BYTES) ->
     :raises ValueError: naming the file
     """
     path = Path(path)
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError as e:
-        what = "a symbolic link" if path.is_symlink() else e.strerror
-        raise ValueError(f"{path}: cannot read ({what}; a run directory holds plain files)") from None
     chunks, n_bytes = [], 0
-    with os.fdopen(fd, "rb") as f:
+    with open_run_file(path) as f:
         # in chunks: read(max_bytes + 1) would allocate max_bytes up front
         while chunk := f.read(1 << 20):
             n_bytes += len(chunk)
