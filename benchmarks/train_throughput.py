@@ -52,7 +52,8 @@ def learn_rate(algo: str, args: argparse.Namespace, out_dir: Path) -> tuple[floa
     config = TrainConfig(algo=algo, scenario=args.scenario, seed=0, steps=args.learning_starts + args.steps,
                          n_envs=args.n_envs, batch_size=args.batch_size, learning_starts=args.learning_starts,
                          eval_every_steps=0, eval_seeds=VALIDATION_SEEDS[:1], eval_n_bs=1,
-                         log_every_steps=args.log_every, torch_threads=args.threads, out_dir=str(out_dir))
+                         log_every_steps=args.log_every, torch_threads=args.threads, device=args.device,
+                         out_dir=str(out_dir))
     run_dir = train(config, show_progress=False)
     return rates_from_progress(run_dir / "progress.csv", after_step=args.learning_starts)
 
@@ -60,6 +61,7 @@ def learn_rate(algo: str, args: argparse.Namespace, out_dir: Path) -> tuple[floa
 def main(argv: list[str] | None = None) -> dict[str, tuple[float, float, int]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="torch device of the networks")
     parser.add_argument("--n-envs", type=int, default=TrainConfig().n_envs, help="base stations stepped at once")
     parser.add_argument("--steps", type=int, default=16_000, help="environment steps to time per algorithm")
     parser.add_argument("--learning-starts", type=int, default=2_000, help="random warm-up steps (not timed)")

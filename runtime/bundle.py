@@ -32,6 +32,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from .actor_spec import MAX_PARAMETERS, MAX_TIMESTEPS, ActorSpec, CubaLIF, Linear, PopulationDecoder, PopulationEncoder
 from .atomic_files import TEMP_SUFFIX, copy_file_atomic, replace_dir_atomic, write_bytes_atomic, write_text_atomic
+from .plain_files import open_no_follow
 from .policy_io import ACT_DIM, LEVELS, OBSERVATION
 
 __all__ = [
@@ -313,10 +314,9 @@ def _open_plain(path: Path):
     """Open a regular file for reading without following a symbolic link (O_NOFOLLOW), so a link
     swapped in after the directory was checked is refused too."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        return open_no_follow(path)
     except OSError as e:
         raise BundleError(f"{path}: cannot open ({e.strerror}; a bundle holds plain files only)") from None
-    return os.fdopen(fd, "rb")
 
 
 def _read_plain(path: Path, max_bytes: int) -> bytes:

@@ -14,6 +14,7 @@ numpy and the standard library only: this module is imported by the torch-free r
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -263,6 +264,7 @@ class _Rows:
     zone_name: str
     times: list[datetime]
     values: list[float]  # NaN where the cell is empty
+    lines: list[int] = field(default_factory=list)  # 1-based line of each row in the file
 
 
 def _read_rows(path: Path, basis: str) -> _Rows:
@@ -289,6 +291,7 @@ def _read_rows(path: Path, basis: str) -> _Rows:
             raise row.error("zone_id", f"{zone_id!r} differs from the first row's {rows.zone_id!r} (one zone per file)")
         rows.times.append(t)
         rows.values.append(row.number("ci", allow_empty=True))  # an empty cell is a missing hour
+        rows.lines.append(row.line)
     if not rows.times:
         raise GridTraceError(f"{path}: line 2: no data rows after the header")
     return rows
@@ -296,6 +299,34 @@ def _read_rows(path: Path, basis: str) -> _Rows:
 
 def _required_columns(basis: str) -> dict[str, str]:
     return {"time": DATETIME_COLUMN, "zone_id": ZONE_ID_COLUMN, "ci": CI_COLUMNS[basis]}
+
+
+def _check_bounds(rows: _Rows, path: Path, basis: str) -> None:
+    """Every time within ``limits.TIMESTAMP_RANGE_UTC``, the trace no longer than
+    ``limits.GRID_TRACE_HOURS_MAX`` hours, every intensity within ``limits.INPUT_BOUNDS["ci_g_per_kwh"]``:
+    checked on the parsed rows, before the hourly grid is allocated.
+
+    :raises GridTraceError: naming the file, the line and the column
+    """
+    from .limits import GRID_TRACE_HOURS_MAX, INPUT_BOUNDS, TIMESTAMP_RANGE_UTC
+
+    earliest, latest = TIMESTAMP_RANGE_UTC
+    # times increase strictly, so the first row out of range is the first or the last row
+    for i in (0, len(rows.times) - 1):
+        if not earliest <= rows.times[i] < latest:
+            raise GridTraceError(f"{path}: line {rows.lines[i]}: column {DATETIME_COLUMN!r}: "
+                                 f"{rows.times[i].isoformat(sep=' ', timespec='minutes')} is outside "
+                                 f"{earliest:%Y-%m-%d} to {latest:%Y-%m-%d} (UTC)")
+    n_hours = (rows.times[-1] - rows.times[0]) // HOUR + 1
+    if n_hours > GRID_TRACE_HOURS_MAX:
+        beyond = next(i for i, t in enumerate(rows.times) if (t - rows.times[0]) // HOUR >= GRID_TRACE_HOURS_MAX)
+        raise GridTraceError(f"{path}: line {rows.lines[beyond]}: column {DATETIME_COLUMN!r}: the trace would span "
+                             f"{n_hours} hours from line {rows.lines[0]}, more than {GRID_TRACE_HOURS_MAX} (ten years)")
+    low, high = INPUT_BOUNDS["ci_g_per_kwh"]
+    for value, line in zip(rows.values, rows.lines):
+        if not low <= value <= high and not math.isnan(value):  # NaN: an empty cell, a missing hour
+            raise GridTraceError(f"{path}: line {line}: column {CI_COLUMNS[basis]!r}: {value:g} is outside "
+                                 f"[{low:g}, {high:g}] gCO2eq/kWh")
 
 
 def _place_on_hour_grid(times: list[datetime], values: list[float]) -> np.ndarray:
@@ -337,13 +368,15 @@ def load_electricity_maps_csv(path: str | os.PathLike, basis: str = "direct") ->
     :param path: the CSV file.
     :param basis: ``"direct"`` (operational) or ``"lca"`` (life-cycle) intensity column.
     :raises GridTraceError: unreadable or empty file, missing column, unparsable date or number,
-        negative intensity, non-increasing time, several zones; the message names the file, the
-        1-based line and the column.
+        negative intensity, non-increasing time, several zones, a time outside 1970-2100, a trace
+        spanning more than ten years, an intensity above 5,000 g/kWh (``runtime/limits.py``);
+        the message names the file, the 1-based line and the column.
     """
     if basis not in BASES:
         raise GridTraceError(f"basis: must be one of {', '.join(BASES)}, got {basis!r}")
     path = Path(path)
     rows = _read_rows(path, basis)
+    _check_bounds(rows, path, basis)
     grid = _place_on_hour_grid(rows.times, rows.values)
     if np.isnan(grid).all():
         raise GridTraceError(f"{path}: column {CI_COLUMNS[basis]!r}: every intensity cell is empty")

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-__all__ = ["ACTOR_ENERGY_J_MAX", "DISTANCE_M_MAX", "INPUT_BOUNDS", "TIMESTAMP_RANGE_UTC", "TOKENS_MAX"]
+__all__ = ["ACTOR_ENERGY_J_MAX", "DISTANCE_M_MAX", "GRID_TRACE_HOURS_MAX", "INPUT_BOUNDS", "TIMESTAMP_RANGE_UTC",
+           "TOKENS_MAX"]
 
 TOKENS_MAX = 1_000_000
 """Prompt or answer length, tokens: above the longest context windows served (1M)."""
@@ -39,3 +40,9 @@ INPUT_BOUNDS: dict[str, tuple[float, float]] = {
 TIMESTAMP_RANGE_UTC = (datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc))
 """Request timestamps, [from, to): anything else is a client's clock or encoding error (and year 1
 or 9999 overflows date arithmetic)."""
+
+GRID_TRACE_HOURS_MAX = 10 * 8_766
+"""Span of a grid carbon-intensity trace, hours: ten years of 365.25 days (Electricity Maps sells
+hourly history from 2021, the Sprout traces are one year each). A trace is one float64 per hour
+from its first row to its last, so two rows years apart would otherwise become millions of
+interpolated hours (0.7 MB at this bound)."""

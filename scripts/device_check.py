@@ -61,8 +61,11 @@ def stage_train(out: Path, smoke: bool) -> dict:
     rates: dict[str, dict[str, float]] = {}
     for algo in ("sac", "sdrl"):
         for device in devices:
-            env = ServiceVecEnv(model.scenario, n_envs=config.n_envs, model=model, seed=0)
-            rates.setdefault(algo, {})[device] = learn_rate(algo, env, config.with_(device=device), steps)[0]
+            args = argparse.Namespace(scenario="tiny" if smoke else "default", n_envs=config.n_envs, steps=steps,
+                                      learning_starts=config.learning_starts, batch_size=config.batch_size,
+                                      log_every=40 if smoke else 1_000, threads=1, device=device)
+            with tempfile.TemporaryDirectory() as runs:
+                rates.setdefault(algo, {})[device] = learn_rate(algo, args, Path(runs))[0]
         # the bundle: the actor of a fresh cpu model (its energy per decision does not depend on training)
         env = ServiceVecEnv(model.scenario, n_envs=config.n_envs, model=model, seed=0)
         sac = make_sac(algo, env, seed=0, popsan=config.popsan if algo == "sdrl" else None,

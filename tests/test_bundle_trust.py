@@ -5,6 +5,7 @@ line naming the file and the field or tensor. Each case is a crafted bundle made
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -55,15 +56,19 @@ def onnx_bundle(tmp_path) -> Path:
     return make_bundle(tmp_path, random_ann_spec(seed=5), with_onnx=True)
 
 
-def test_onnx_weights_kept_outside_the_file_are_refused_naming_the_tensor(tmp_path, onnx_bundle):
+@pytest.mark.parametrize("where", ["absolute", "relative"])
+def test_onnx_weights_kept_outside_the_file_are_refused_naming_the_tensor(tmp_path, onnx_bundle, where):
+    """An absolute path, or a relative one (which a session built from bytes resolves against the
+    server's working directory): either way the tensor is refused before a session exists."""
     outside = tmp_path / "outside.bin"
+    location = str(outside) if where == "absolute" else os.path.relpath(outside)
 
     def externalise(model):
         w = model.graph.initializer[0]
         outside.write_bytes(numpy_helper.to_array(w).tobytes())
         w.ClearField("raw_data")
         w.data_location = onnx.TensorProto.EXTERNAL
-        for key, value in (("location", str(outside)), ("offset", "0"), ("length", str(outside.stat().st_size))):
+        for key, value in (("location", location), ("offset", "0"), ("length", str(outside.stat().st_size))):
             entry = w.external_data.add()
             entry.key, entry.value = key, value
 

@@ -103,11 +103,16 @@ def test_backend_is_charged_the_priced_energy_of_its_bundle(tmp_path):
     assert charge_actor_energy(backend, with_counts, "loihi2") == "loihi2"
     assert backend.energy_per_decision_j < price(count_ops(spec, obs), cpu).energy_j
     # without op counts in the manifest, the spikes are counted on the bundle's recorded observations
-    # (every bundle records some since write_bundle draws them from the contract's box)
-    without = PolicyBundle.load(write_bundle(tmp_path / "b", spec, {}, algo="sdrl", action=action))
-    fresh = make_backend("reference", without)
-    assert charge_actor_energy(fresh, without) == "server-cpu"
-    assert fresh.energy_per_decision_j == pytest.approx(price(count_ops(spec, without.recorded_observations()), cpu).energy_j)
+    np.save(tmp_path / "obs.npy", obs)
+    recorded = PolicyBundle.load(write_bundle(tmp_path / "b", spec, {"observations": tmp_path / "obs.npy"},
+                                              algo="sdrl", action=action))
+    fresh = make_backend("reference", recorded)
+    assert charge_actor_energy(fresh, recorded) == "server-cpu"
+    assert fresh.energy_per_decision_j == pytest.approx(price(count_ops(spec, obs), cpu).energy_j)
+    # the observations write_bundle draws from the contract's box when none are given check parity
+    # only: spikes counted on them would price an SNN on inputs it never sees, so its energy stays unknown
+    boxed = PolicyBundle.load(write_bundle(tmp_path / "c", spec, {}, algo="sdrl", action=action))
+    assert "box_observations" in boxed.targets and charge_actor_energy(make_backend("reference", boxed), boxed) is None
 
 
 @pytest.fixture(scope="module")

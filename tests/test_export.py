@@ -63,7 +63,7 @@ def test_torch_and_lava_float_spikes_are_identical(sdrl_export):
     import torch
 
     obs = scenario_observations("tiny", 200, seed=77)
-    actor = run.model.policy.actor
+    actor = run.actor
     with torch.no_grad():
         _, torch_spikes = actor.popsan.forward_with_spikes(torch.as_tensor(obs))
     with LavaActorNetwork(run.spec, "float", record_hidden=True) as net:

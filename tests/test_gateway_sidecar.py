@@ -45,8 +45,11 @@ class Client:
                 headers: dict[str, str] | None = None) -> tuple[int, Any, http.client.HTTPResponse]:
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
         auth = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        self.conn.request(method, path, body=data, headers={"Content-Type": "application/json", **auth,
-                                                            **(headers or {})})
+        try:
+            self.conn.request(method, path, body=data, headers={"Content-Type": "application/json", **auth,
+                                                                **(headers or {})})
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # a server may answer (413) and close before a large body is sent; its answer is read below
         resp = self.conn.getresponse()
         payload = resp.read()
         ctype = resp.getheader("Content-Type", "")
@@ -347,9 +350,20 @@ def test_body_over_the_limit_is_a_413_and_the_server_keeps_serving(bundle_path, 
         assert Client(s.port).post("/v1/decide", telemetry())[0] == 200
 
 
-def test_default_body_limit_is_one_mebibyte(client):
-    status, data, _ = client.request("POST", "/v1/decide", raw=b"{" + b" " * (1 << 20) + b"}")
-    assert status == 413
+def test_default_body_limit_is_one_mebibyte(server):
+    """A declared Content-Length one byte over 1 MiB is refused before the body is read (sending the
+    body as well would race the server's close against the client's send)."""
+    for size, expected in (((1 << 20) + 1, 413), (1 << 20, None)):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        conn.putrequest("POST", "/v1/decide")
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", str(size))
+        conn.endheaders()
+        if expected is None:  # exactly 1 MiB is read and judged on its content (not JSON here: 4xx, not 413)
+            conn.send(b" " * size)
+        resp = conn.getresponse()
+        assert resp.status == expected if expected else 400 <= resp.status < 500 and resp.status != 413
+        conn.close()
 
 
 def test_unknown_path_is_a_404(client):

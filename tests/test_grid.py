@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from aolo.cli import app
 from aolo.hw_profiles import GridZoneProfile, load_profile
 from aolo.runtime.grid import (
+    HOUR,
     GridTrace,
     GridTraceError,
     annual_minmax_norm,
@@ -263,3 +264,70 @@ def test_cli_grid_zones_lists_the_embedded_zones():
     assert result.exit_code == 0, result.output
     for name in ("au-sa", "us-cal-ciso", "us-tex-erco"):
         assert name in result.output
+
+
+# --- bounds: a crafted export never becomes a huge or infinite trace -------------------------------
+
+
+def crafted_csv(tmp_path: Path, rows: list[tuple[str, str]], name: str = "crafted.csv") -> Path:
+    """An Electricity Maps export of ``(time, intensity)`` rows for one zone."""
+    lines = [f"Datetime (UTC),Zone Id,{CI_DIRECT}"] + [f"{t},US-TEX-ERCO,{ci}" for t, ci in rows]
+    return write_copy(tmp_path, lines, name)
+
+
+def _one_line_exit_2(result, *needles: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+def test_two_rows_spanning_years_1_to_9999_are_refused_naming_the_line_before_anything_is_allocated(tmp_path):
+    import subprocess
+    import sys
+
+    from test_bundle import make_bundle
+
+    path = crafted_csv(tmp_path, [("0001-01-01 00:00:00", "400"), ("9999-12-31 23:00:00", "500")])
+    with pytest.raises(GridTraceError, match=r"crafted\.csv: line 2: column 'Datetime \(UTC\)': 0001-01-01 00:00\+00:00 "
+                                             r"is outside 1970-01-01 to 2100-01-01"):
+        load_electricity_maps_csv(path)
+    late = crafted_csv(tmp_path, [("2023-01-01 00:00:00", "400"), ("2100-01-01 00:00:00", "500")], "late.csv")
+    assert "late.csv: line 3:" in error_of(late)
+
+    def cli(*args: str):
+        return subprocess.run([sys.executable, "-m", "aolo", *args], capture_output=True, text=True, timeout=120)
+
+    _one_line_exit_2(cli("grid", "load", str(path)), str(path), "line 2", "Datetime (UTC)")
+    bundle = make_bundle(tmp_path)
+    _one_line_exit_2(cli("serve", str(bundle), "--grid", str(path), "--port", "0", "--ledger", str(tmp_path / "l.db")),
+                     str(path), "line 2", "Datetime (UTC)")
+    assert not (tmp_path / "l.db").exists()  # refused before the ledger opened
+
+
+def test_the_longest_trace_loads_and_one_hour_more_is_refused_naming_its_line(tmp_path):
+    from aolo.runtime.limits import GRID_TRACE_HOURS_MAX
+
+    start = datetime(2001, 1, 1, tzinfo=UTC)
+    fmt = "%Y-%m-%d %H:%M:%S"
+
+    def trace_to(last: datetime, name: str) -> Path:
+        return crafted_csv(tmp_path, [(start.strftime(fmt), "300"), ("2005-06-01 12:00:00", "350"),
+                                      (last.strftime(fmt), "400")], name)
+
+    longest = load_electricity_maps_csv(trace_to(start + (GRID_TRACE_HOURS_MAX - 1) * HOUR, "ten_years.csv"))
+    assert longest.n_hours == GRID_TRACE_HOURS_MAX and longest.fill == "linear interpolation"
+    message = error_of(trace_to(start + GRID_TRACE_HOURS_MAX * HOUR, "longer.csv"))
+    assert message.startswith(f"{tmp_path / 'longer.csv'}: line 4: column 'Datetime (UTC)': the trace would span "
+                              f"{GRID_TRACE_HOURS_MAX + 1} hours from line 2, more than {GRID_TRACE_HOURS_MAX}")
+
+
+@pytest.mark.parametrize("value", ["5000.001", "1e308"])
+def test_an_intensity_above_the_input_bound_is_refused_naming_its_line(tmp_path, value):
+    ok = load_electricity_maps_csv(crafted_csv(tmp_path, [("2023-01-01 00:00:00", "0"),
+                                                          ("2023-01-01 01:00:00", "5000")], "bound.csv"))
+    assert ok.ci_g_per_kwh.tolist() == [0.0, 5000.0]
+    path = crafted_csv(tmp_path, [("2023-01-01 00:00:00", "300"), ("2023-01-01 01:00:00", ""),
+                                  ("2023-01-01 02:00:00", value)])
+    assert error_of(path) == (f"{path}: line 4: column {CI_DIRECT!r}: {float(value):g} is outside [0, 5000] gCO2eq/kWh")

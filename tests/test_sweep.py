@@ -64,7 +64,8 @@ def same_run_contents(a: Path, b: Path) -> None:
     """Two run directories hold the same run: every file aolo writes, but wall times, the SB3
     model's start time and the folder they were written to."""
     assert json.loads((a / "versions.json").read_text()) == json.loads((b / "versions.json").read_text())
-    assert (a / "actor_spec.json").read_bytes() == (b / "actor_spec.json").read_bytes()
+    for name in ("actor_spec.json", "actor.safetensors", "actor_kwargs.json"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), f"{name} differs"
     config_a, config_b = (json.loads((d / "config.json").read_text()) for d in (a, b))
     assert {k: v for k, v in config_a.items() if k != "out_dir"} == {k: v for k, v in config_b.items() if k != "out_dir"}
     state_a, state_b = (json.loads((d / "train_state.json").read_text()) for d in (a, b))

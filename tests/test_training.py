@@ -25,7 +25,7 @@ from aolo.train.sb3_vec_env import ServiceVecEnv
 from aolo.train.simulator import ServiceModel
 from aolo.train.seeds import VALIDATION_SEEDS
 from aolo.train.train_config import PopSANConfig, TrainConfig
-from aolo.train.training import train
+from aolo.train.training import load_checkpoint, train
 from conftest import TINY_SDRL_RUN_GROUP
 
 torch.set_num_threads(1)  # 2-core machine shared with other test runs
@@ -154,8 +154,9 @@ def test_an_older_config_loads_and_one_that_set_a_removed_knob_is_refused_naming
 
 def _as_an_older_aolo_wrote_it(run_dir: Path, to: Path) -> Path:
     """A copy of a run directory with the config.json and model.zip an older aolo wrote: the removed
-    fields at their defaults, PopSAN's encoder_init in SB3's saved policy arguments, and SB3's
-    replay buffer class named as the ShapedReplayBuffer of a module that no longer exists."""
+    fields at their defaults, PopSAN's encoder_init in SB3's saved policy arguments, SB3's
+    replay buffer class named as the ShapedReplayBuffer of a module that no longer exists, and no
+    actor.safetensors, actor_kwargs.json or run_manifest.json."""
     import base64
     import shutil
     import sys
@@ -166,6 +167,8 @@ def _as_an_older_aolo_wrote_it(run_dir: Path, to: Path) -> Path:
     from stable_baselines3.common.buffers import ReplayBuffer
 
     shutil.copytree(run_dir, to)
+    for name in ("actor.safetensors", "actor_kwargs.json", "run_manifest.json"):
+        (to / name).unlink()
     config = {**json.loads((to / "config.json").read_text()), **OLDER_DEFAULTS}
     config["popsan"]["encoder_init"] = "range"
     del config["device"]
@@ -224,7 +227,7 @@ def test_a_tiny_run_writes_config_versions_checkpoint_spec_and_logs(tmp_path, al
 def test_a_learning_rate_end_anneals_every_optimiser_linearly_to_it(tmp_path):
     run_dir = train(tiny_config(tmp_path, algo="sac", learning_rate=1e-3, learning_rate_end=1e-4, ent_coef_lr=None),
                     show_progress=False)
-    model = load_run(run_dir).model
+    model = load_checkpoint(run_dir)
     assert model.lr_schedule(1.0) == pytest.approx(1e-3) and model.lr_schedule(0.0) == pytest.approx(1e-4)
     optimisers = (model.actor.optimizer, model.critic.optimizer, model.ent_coef_optimizer)
     lrs = [g["lr"] for opt in optimisers for g in opt.param_groups]
@@ -239,7 +242,7 @@ def test_an_entropy_rate_keeps_alpha_learning_at_it_through_a_resume_while_the_r
                       learning_rate_end=1e-4, ent_coef_lr=5e-4)
     run_dir = train(cfg, show_progress=False)
     train(cfg.with_(steps=1_200), resume=run_dir, show_progress=False)
-    model = load_run(run_dir).model
+    model = load_checkpoint(run_dir)
     assert model.num_timesteps == 1_200
     assert [g["lr"] for g in model.ent_coef_optimizer.param_groups] == [5e-4]
     lrs = [g["lr"] for opt in (model.actor.optimizer, model.critic.optimizer) for g in opt.param_groups]
@@ -260,7 +263,7 @@ def test_resume_continues_the_step_count_and_the_logs(tmp_path):
     again = train(tiny_config(tmp_path, algo="sac", steps=1_600), resume=run_dir, show_progress=False)
     assert again == run_dir
     assert json.loads((run_dir / "train_state.json").read_text())["num_timesteps"] == 1_600
-    assert load_run(run_dir).model.num_timesteps == 1_600
+    assert load_checkpoint(run_dir).num_timesteps == 1_600
     steps = [int(r["global_step"]) for r in read_progress(run_dir)]
     assert steps[0] == 400 and steps[-1] == 1_600 and steps == sorted(steps)
     assert [e["step"] for e in read_evaluations(run_dir)] == [400, 800, 1_200, 1_600]
@@ -475,10 +478,10 @@ def test_an_actor_average_is_the_mean_of_its_snapshots_and_swapping_it_in_restor
 def test_averaging_leaves_training_unchanged_and_the_run_ships_the_average(tmp_path):
     plain_dir = train(tiny_config(tmp_path / "plain", algo="sdrl", actor_average_steps=0), show_progress=False)
     assert not (plain_dir / "actor_average.pt").exists()
-    plain = load_run(plain_dir)
     run_dir = train(tiny_config(tmp_path / "avg", algo="sdrl", actor_average_steps=400), show_progress=False)
     raw, shipped = load_run(run_dir, averaged=False), load_run(run_dir)
-    for (name, a), b in zip(plain.model.policy.state_dict().items(), raw.model.policy.state_dict().values()):
+    plain_model, raw_model = load_checkpoint(plain_dir), load_checkpoint(run_dir)
+    for (name, a), b in zip(plain_model.policy.state_dict().items(), raw_model.policy.state_dict().values()):
         assert torch.equal(a, b), name  # the shadow average never touched training
     average = ActorAverage.load(run_dir / "actor_average.pt")
     assert average.count == 400 // 4 and average.first_step == 804  # one snapshot per vector step of 4 BS

@@ -4,11 +4,14 @@ averaging, Izmailov et al., UAI 2018), kept beside the training actor as a shado
 Training never sees the average: it only reads the actor's parameters after each gradient step,
 so a run with averaging trains exactly like one without. The run ships the average
 (:func:`aolo.train.run.load_run` loads it into the actor); the raw weights stay in ``model.zip``
-so that ``--resume`` continues training from them.
+and ``actor.safetensors`` so that ``--resume`` continues training from them. A checkpoint writes
+the average even before its first snapshot (``count`` 0: the run ships its last weights), so that
+an average from before a resume never stays behind beside newer weights.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,13 +62,19 @@ class ActorAverage:
 
         :raises ValueError: the file is not an actor average (named)
         """
+        from .run_files import read_run_file
+
+        raw = read_run_file(path)  # a plain file of bounded size, else a ValueError naming it
         try:
-            data = torch.load(Path(path), map_location="cpu", weights_only=True)
+            data = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)  # tensors and plain values only
             average = cls()
             average.count, average.mean = int(data["count"]), dict(data["mean"])
             average.first_step = None if data["first_step"] is None else int(data["first_step"])
+            if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in average.mean.items()):
+                raise TypeError("'mean' is not a dict of named tensors")
         except Exception as e:  # torch raises many types for a corrupt or foreign file
-            raise ValueError(f"{path}: not an actor average ({e})") from e
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise ValueError(f"{path}: not an actor average ({first})") from None
         return average
 
     def load_into(self, actor: nn.Module) -> None:

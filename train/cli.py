@@ -108,7 +108,11 @@ def train_command(
     torch_threads: int = typer.Option(_default("torch_threads"), "--torch-threads", help=_doc("torch_threads")),
     out_dir: str = typer.Option(_default("out_dir"), "--out-dir", help=_doc("out_dir")),
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue a run directory from its last "
-                                          "checkpoint up to --steps in total"),
+                                          "checkpoint up to --steps in total; its files must match its "
+                                          "run_manifest.json (resume unpickles SB3's model.zip)"),
+    trust_run: bool = typer.Option(False, "--trust-run", help="with --resume: skip the manifest check, for a run "
+                                   "saved by an older aolo (no run_manifest.json) that you trust: its model.zip "
+                                   "and replay buffer are unpickled, and a pickle can run any code"),
     verbose: bool = typer.Option(False, "--verbose", help="show tracebacks on errors"),
 ) -> None:
     """Train SDRL (PopSAN actor) or SAC (MLP actor) and write runs/<scenario>__<algo>__<seed>__<time>/
@@ -135,7 +139,9 @@ def train_command(
             config = _resume_config(resume, config_file, given)
         else:
             config = _config_from(config_file, given)
-        run_dir = train(config, resume=resume)
+        if trust_run and resume is None:
+            raise ValueError("--trust-run: applies only with --resume")
+        run_dir = train(config, resume=resume, trust_run=trust_run)
     except (ValueError, OSError) as e:
         if verbose:
             traceback.print_exc()

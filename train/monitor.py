@@ -28,8 +28,9 @@ from .actor_export import actor_spec_from_policy
 from .checkpoint import write_checkpoint
 from .evaluate import evaluate_policy, summary_row
 from .policies import ActorPolicy, BasePolicy
-from .run import (ACTOR_AVERAGE_FILE, ACTOR_SPEC_FILE, EVALUATIONS_FILE, MODEL_FILE, PROGRESS_FILE, REPLAY_FILE,
-                  STATE_FILE, deterministic_actor)
+from .actor_weights import ActorKwargs, save_actor_weights
+from .run import (ACTOR_AVERAGE_FILE, ACTOR_KWARGS_FILE, ACTOR_SPEC_FILE, ACTOR_WEIGHTS_FILE, CONFIG_FILE,
+                  EVALUATIONS_FILE, MODEL_FILE, PROGRESS_FILE, REPLAY_FILE, deterministic_actor)
 from .train_config import TrainConfig
 
 __all__ = ["TrainingMonitor", "make_logger"]
@@ -174,7 +175,7 @@ class TrainingMonitor(BaseCallback):
         config, policy, average = self.config, self.model.policy, self.average
         policy.set_training_mode(False)
         with averaged_weights(policy.actor, average):  # the actor this checkpoint ships
-            result = evaluate_policy(ActorPolicy(config.algo, deterministic_actor(policy)), self.env.model,
+            result = evaluate_policy(ActorPolicy(config.algo, deterministic_actor(policy.actor)), self.env.model,
                                      config.eval_seeds, n_bs=config.eval_n_bs)
             spec = actor_spec_from_policy(policy)
         row = summary_row(result, self.base_val)
@@ -190,17 +191,19 @@ class TrainingMonitor(BaseCallback):
         evaluation = json.dumps(evaluation_row)
         state = {"num_timesteps": self.num_timesteps, "wall_s": wall_s,
                  "episode_count": self.env.sim.episode_count.tolist()}
-        # model.zip holds the raw weights to resume from, actor_spec.json the shipped actor; all of
-        # them or none (aolo.train.checkpoint)
-        run_dir = self.run_dir
-        writers = {MODEL_FILE: self.model.save, ACTOR_SPEC_FILE: lambda p: write_json_atomic(p, spec.to_dict()),
-                   EVALUATIONS_FILE: lambda p: _append_line(run_dir / EVALUATIONS_FILE, evaluation, p),
-                   STATE_FILE: lambda p: write_json_atomic(p, state)}
+        # model.zip and actor.safetensors hold the raw weights to resume from, actor_spec.json the
+        # shipped actor; all of them or none, with their manifest (aolo.train.checkpoint)
+        run_dir, actor = self.run_dir, policy.actor
+        writers = {CONFIG_FILE: lambda p: write_json_atomic(p, config.to_dict()), MODEL_FILE: self.model.save,
+                   ACTOR_WEIGHTS_FILE: lambda p: save_actor_weights(actor, p),
+                   ACTOR_KWARGS_FILE: lambda p: write_json_atomic(p, ActorKwargs.of(actor).to_dict()),
+                   ACTOR_SPEC_FILE: lambda p: write_json_atomic(p, spec.to_dict()),
+                   EVALUATIONS_FILE: lambda p: _append_line(run_dir / EVALUATIONS_FILE, evaluation, p)}
         if config.save_replay_buffer:
             writers[REPLAY_FILE] = self.model.save_replay_buffer
-        if average is not None and average.count:
+        if average is not None:  # even before its first snapshot, so no average from before a resume stays behind
             writers[ACTOR_AVERAGE_FILE] = average.save
-        write_checkpoint(run_dir, writers)
+        write_checkpoint(run_dir, writers, state)
         self.last_eval = self.num_timesteps
         self._log()
         if self.on_validation is not None:

@@ -37,8 +37,7 @@ class TrainConfig(BaseModel):
     popsan: PopSANConfig = Field(default_factory=PopSANConfig, description="PopSAN shape and neurons (sdrl only)")
     learning_rate: float = Field(3e-4, gt=0, description="Adam learning rate at the start of the run")
     device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="torch device of the networks (SB3's device): cpu, cuda, or auto, which picks cpu "
-                            "for these small networks (see torch_device; scripts/device_check.sh measures both)")
+        "auto", description="torch device (SB3's): cpu, cuda, or auto = cpu for these small networks (docs/model.md)")
     torch_threads: PositiveInt = Field(1, description="torch.set_num_threads for the run")
     out_dir: str = Field("runs", description="parent folder of run directories")
 

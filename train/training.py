@@ -16,6 +16,7 @@ the simulator.
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import sys
@@ -29,7 +30,7 @@ from aolo.runtime.atomic_files import write_json_atomic
 
 from .train_config import TrainConfig
 
-__all__ = ["seed_everything", "train", "run_dir_name", "library_versions", "sac_kwargs"]
+__all__ = ["seed_everything", "train", "run_dir_name", "library_versions", "sac_kwargs", "load_checkpoint"]
 
 # =============================================================================================
 # Seeding and run directory (TRY NOT TO MODIFY)
@@ -117,14 +118,17 @@ def _print_config(config: TrainConfig, run_dir: Path) -> None:
 
 
 def train(config: TrainConfig, resume: str | Path | None = None, show_progress: bool = True,
-          on_validation: Callable[[dict[str, Any]], None] | None = None) -> Path:
+          trust_run: bool = False, on_validation: Callable[[dict[str, Any]], None] | None = None) -> Path:
     """Train SDRL or SAC on a scenario and write (or continue) a run directory.
 
     :param config: the run's config; with ``resume``, the run dir's own config is used and only
         ``steps`` (the new total), ``torch_threads`` and ``device`` are taken from this one
     :param resume: a run dir to continue from its last checkpoint (its step count, simulator day
-        counters and, if saved, replay buffer)
+        counters and, if saved, replay buffer), whose files must match its ``run_manifest.json``
+        (:func:`aolo.train.checkpoint.verified_checkpoint`: resume unpickles SB3's files)
     :param show_progress: show the rich progress bar and the config table (stderr)
+    :param trust_run: resume without checking the files against the manifest (a run directory
+        saved by an older aolo, which has none, and that you trust)
     :param on_validation: called after each validation with its evaluations.jsonl line as a dict
         (:class:`aolo.train.monitor.TrainingMonitor`; ``aolo sweep`` reports it to Ray Tune)
     :return: the run directory
@@ -141,11 +145,12 @@ def train(config: TrainConfig, resume: str | Path | None = None, show_progress: 
     if config.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("TrainConfig.device 'cuda': torch sees no CUDA device here")
     state: dict[str, Any] = {}
-    if resume is not None:
-        run_dir, config, state = _resume_point(Path(resume), config, show_progress)
+    pickled: dict[str, bytes] = {}
+    if resume is not None:  # config.json: rewritten by the next checkpoint, which the manifest covers
+        run_dir, config, state, pickled = _resume_point(Path(resume), config, show_progress, trust_run)
     else:
         run_dir = _new_run_dir(Path(config.out_dir), run_dir_name(config))
-    write_json_atomic(run_dir / CONFIG_FILE, config.to_dict())
+        write_json_atomic(run_dir / CONFIG_FILE, config.to_dict())
     write_json_atomic(run_dir / VERSIONS_FILE, library_versions())
     if show_progress:
         _print_config(config, run_dir)
@@ -160,7 +165,7 @@ def train(config: TrainConfig, resume: str | Path | None = None, show_progress: 
                         quality_bonus=config.quality_bonus, deficit_bonus=config.deficit_bonus)
 
     # --- ALGO LOGIC: SAC with the PopSAN actor (sdrl) or the MLP actor (sac) ----------------------
-    model = _make_model(config, env) if resume is None else _load_model(config, env, run_dir, state)
+    model = _make_model(config, env) if resume is None else _load_model(config, env, run_dir, state, pickled)
     average = _actor_average(config, run_dir if resume is not None else None)
     model.set_logger(make_logger(run_dir, int(state["num_timesteps"]) if resume is not None else None))
     if resume is None:
@@ -178,13 +183,16 @@ def train(config: TrainConfig, resume: str | Path | None = None, show_progress: 
     return run_dir
 
 
-def _resume_point(run_dir: Path, config: TrainConfig, show_progress: bool) -> tuple[Path, TrainConfig, dict[str, Any]]:
-    """The run dir's own config (with ``config``'s steps, torch threads and device) and its last
-    checkpoint's state, after finishing or discarding a checkpoint that a kill interrupted.
+def _resume_point(run_dir: Path, config: TrainConfig, show_progress: bool,
+                  trust_run: bool) -> tuple[Path, TrainConfig, dict[str, Any], dict[str, bytes]]:
+    """The run dir's own config (with ``config``'s steps, torch threads and device), its last
+    checkpoint's state and the bytes of its pickled files, checked against its manifest, after
+    finishing or discarding a checkpoint that a kill interrupted.
 
-    :raises ValueError: not a run directory with a checkpoint (named)
+    :raises ValueError: not a run directory with a checkpoint, or files that do not match the
+        manifest (named)
     """
-    from .checkpoint import recover_checkpoint
+    from .checkpoint import recover_checkpoint, verified_checkpoint
     from .run import CONFIG_FILE, MODEL_FILE, STATE_FILE
 
     if not (run_dir / CONFIG_FILE).is_file():
@@ -194,9 +202,10 @@ def _resume_point(run_dir: Path, config: TrainConfig, show_progress: bool) -> tu
         print(recovered, file=sys.stderr)
     if not (run_dir / MODEL_FILE).is_file() or not (run_dir / STATE_FILE).is_file():
         raise ValueError(f"{run_dir}: the run has no checkpoint yet (no {MODEL_FILE} or {STATE_FILE})")
+    pickled = verified_checkpoint(run_dir, trust_run=trust_run)
     saved = TrainConfig.from_dict(json.loads((run_dir / CONFIG_FILE).read_text()), str(run_dir / CONFIG_FILE))
     config = saved.with_(steps=config.steps, torch_threads=config.torch_threads, device=config.device)
-    return run_dir, config, json.loads((run_dir / STATE_FILE).read_text())
+    return run_dir, config, json.loads((run_dir / STATE_FILE).read_text()), pickled
 
 
 def _make_model(config: TrainConfig, env: Any) -> Any:
@@ -207,28 +216,55 @@ def _make_model(config: TrainConfig, env: Any) -> Any:
                     **sac_kwargs(config))
 
 
-def _load_model(config: TrainConfig, env: Any, run_dir: Path, state: dict[str, Any]) -> Any:
+def _load_model(config: TrainConfig, env: Any, run_dir: Path, state: dict[str, Any], pickled: dict[str, bytes]) -> Any:
     """The checkpoint's model on ``env``, its replay buffer if saved, the env's days continued
     where the checkpoint left them.
 
+    :param pickled: the bytes of ``model.zip`` and (if present) ``replay_buffer.pkl`` that
+        :func:`aolo.train.checkpoint.verified_checkpoint` checked: SB3 unpickles exactly those
     :raises ValueError: the model and train_state.json disagree on the step, or an unreadable buffer
     """
-    from .run import MODEL_FILE, REPLAY_FILE, STATE_FILE, sb3_custom_objects
-    from .sac_policy import EntropyRateSAC
+    from .run import MODEL_FILE, REPLAY_FILE, STATE_FILE
 
-    model = EntropyRateSAC.load(run_dir / MODEL_FILE, env=env, device=config.torch_device,
-                                custom_objects=sb3_custom_objects())
+    model = _sb3_model(pickled[MODEL_FILE], env, config.torch_device)
     if model.num_timesteps != int(state["num_timesteps"]):
         raise ValueError(f"{run_dir / MODEL_FILE}: step {model.num_timesteps} does not match {STATE_FILE}'s "
                          f"{state['num_timesteps']} (a checkpoint written before checkpoints were staged, interrupted)")
-    if config.save_replay_buffer and (run_dir / REPLAY_FILE).is_file():
+    if config.save_replay_buffer and REPLAY_FILE in pickled:
         try:
-            model.load_replay_buffer(run_dir / REPLAY_FILE)
+            model.load_replay_buffer(io.BytesIO(pickled[REPLAY_FILE]))
         except (ModuleNotFoundError, AttributeError) as e:
             raise ValueError(f"{run_dir / REPLAY_FILE}: written by an older aolo ({e}); delete it to resume "
                              "without the buffer") from None
     env.start_days_at(np.asarray(state.get("episode_count", np.zeros(config.n_envs)), dtype=np.int64))
     return model
+
+
+def _sb3_model(model_zip: bytes, env: Any, device: str) -> Any:
+    """SB3's ``load`` of a ``model.zip``'s bytes (it unpickles them: only bytes checked against a
+    run's manifest, or that the user vouched for)."""
+    from .run import sb3_custom_objects
+    from .sac_policy import EntropyRateSAC
+
+    return EntropyRateSAC.load(io.BytesIO(model_zip), env=env, device=device, custom_objects=sb3_custom_objects())
+
+
+def load_checkpoint(run_dir: str | Path, trust_run: bool = False) -> Any:
+    """The SB3 model of a run's last checkpoint (optimisers, entropy coefficient, step count), on
+    CPU and without an env, after its files are checked against ``run_manifest.json``; for
+    inspecting training state. The deployed actor needs none of this:
+    :func:`aolo.train.run.load_run` reads it without unpickling.
+
+    :param trust_run: skip the manifest check (a run saved by an older aolo that you trust)
+    :raises ValueError: no checkpoint, or files that do not match the manifest (named)
+    """
+    from .checkpoint import verified_checkpoint
+    from .run import MODEL_FILE
+
+    run_dir = Path(run_dir)
+    if not (run_dir / MODEL_FILE).is_file():
+        raise ValueError(f"{run_dir / MODEL_FILE}: missing (the run has no checkpoint yet)")
+    return _sb3_model(verified_checkpoint(run_dir, trust_run=trust_run)[MODEL_FILE], None, "cpu")
 
 
 def _actor_average(config: TrainConfig, resumed_run: Path | None) -> Any:
