@@ -43,7 +43,7 @@ from .limits import BodyLimitMiddleware
 from .metrics import GatewayMetrics
 from .settings import GatewaySettings, SettingsError
 
-__all__ = ["LEAN_ROUTES", "ROUTERS", "Gateway", "create_app", "open_service", "route_scopes"]
+__all__ = ["LEAN_ROUTES", "ROUTERS", "Gateway", "GatewayFastAPI", "create_app", "open_service", "route_scopes"]
 
 log = logging.getLogger("aolo.runtime.gateway")
 
@@ -80,6 +80,24 @@ class Gateway:
     llm_meter: Optional[TokenShareMeter] = None
     llm_energy_note: str = ""
     started: float = field(default_factory=time.monotonic)
+
+
+class GatewayFastAPI(FastAPI):
+    """FastAPI with the gateway's own ASGI layers outside its middleware stack.
+
+    ``outer_layers(stack)`` wraps what FastAPI builds (its server-error and telemetry middleware,
+    exception handlers, router): the body limits and answer counts (:class:`.limits.BodyLimitMiddleware`)
+    and the lean sidecar routes (:class:`.lean.LeanRouteMiddleware`), so a decide pays for neither
+    FastAPI's routing nor its per-request middleware (its OpenTelemetry check alone read the
+    environment for three providers on every request: 5% of the decide path's CPU in py-spy).
+    Errors of the routes behind still get FastAPI's handlers (:func:`.errors.install_error_handlers`).
+    """
+
+    outer_layers: Optional[Callable[[Callable], Callable]] = None
+
+    def build_middleware_stack(self) -> Callable:  # type: ignore[override]
+        stack = super().build_middleware_stack()
+        return stack if self.outer_layers is None else self.outer_layers(stack)
 
 
 def open_service(settings: GatewaySettings) -> tuple[PolicyService, Optional[str]]:
@@ -190,7 +208,7 @@ def create_app(settings: GatewaySettings, service: Optional[PolicyService] = Non
                 await client.aclose()
             await asyncio.to_thread(svc.close)
 
-    app = FastAPI(title="aolo gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = GatewayFastAPI(title="aolo gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.tokens = tokens
     app.state.metrics = metrics
     install_error_handlers(app)
@@ -218,9 +236,9 @@ def create_app(settings: GatewaySettings, service: Optional[PolicyService] = Non
         return Response(json.dumps(body).encode(), media_type="application/json")
 
     routes = frozenset(path for path, _ in route_scopes()) | {"/healthz"}
-    app.add_middleware(LeanRouteMiddleware, routes=LEAN_ROUTES)  # inside the body limits
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes,
-                       body_timeout_s=settings.body_timeout_s, metrics=metrics, routes=routes)
+    app.outer_layers = lambda inner: BodyLimitMiddleware(
+        LeanRouteMiddleware(inner, LEAN_ROUTES), max_body_bytes=settings.max_body_bytes,
+        body_timeout_s=settings.body_timeout_s, metrics=metrics, routes=routes)
     return app
 
 

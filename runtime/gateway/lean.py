@@ -13,8 +13,11 @@ is a plain async function ``handler(gateway, body) -> JSON bytes``, dispatched b
 * the method is checked first (405 with ``Allow``), then the bearer token and the route's scopes
   (:func:`.auth.authorize`, the function the ``Security`` dependency of the other routes calls);
 * an :class:`.errors.APIError` is answered in the sidecar's error shape
-  (:func:`.errors.error_response`); any other exception goes on to Starlette's server-error
-  middleware, whose handler logs it and answers 500, as for every other route.
+  (:func:`.errors.error_response`); any other exception is logged with its traceback and answered
+  with the 500 every route gives (:func:`.errors.internal_error`).
+
+It sits outside FastAPI's middleware stack (:class:`.app.GatewayFastAPI`), so none of that stack
+runs for a lean route.
 
 Written by hand because neither Starlette nor FastAPI has a route kind without a per-request
 ``Request`` and dependency pass; validation stays pydantic's (the handlers validate the parsed
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from .auth import authorize
-from .errors import APIError, error_response
+from .errors import APIError, error_response, internal_error, log
 
 __all__ = ["LeanRoute", "LeanRouteMiddleware"]
 
@@ -60,7 +63,8 @@ class LeanRouteMiddleware:
     """Serve ``routes`` without FastAPI's routing; hand every other request to ``app``.
 
     Must sit inside :class:`.limits.BodyLimitMiddleware`, which has read the whole body: the
-    first ``receive()`` gives it.
+    first ``receive()`` gives it. ``scope["app"]`` is the Starlette app (its ``state`` holds the
+    tokens and the gateway).
 
     :param app: the ASGI app behind (FastAPI's router)
     :param routes: the lean routes, one per path
@@ -90,6 +94,10 @@ class LeanRouteMiddleware:
             data = await route.handler(starlette_app.state.gateway, message.get("body", b""))
         except APIError as e:
             await error_response(route.path, e)(scope, receive, send)
+            return
+        except Exception:  # a bug: logged with its traceback, answered as every route's 500
+            log.exception("%s %s failed", scope["method"], route.path)
+            await internal_error()(scope, receive, send)
             return
         await send({"type": "http.response.start", "status": 200,
                     "headers": [_JSON_HEADERS, (b"content-length", b"%d" % len(data))]})
