@@ -38,7 +38,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Literal, Optional, Sequence
 
@@ -628,8 +628,8 @@ class PolicyService:
         pending = _Pending(decision=d, telemetry=tel, ci_g_per_kwh=served.ci_g_per_kwh, ci_norm=served.ci_norm,
                            decided_utc=served.decided_utc, expires_utc=served.decided_utc)
         row = self._row(pending, outcome)
-        return LedgerRow(**{**row.to_dict(), "served_via": "proxy", "output_tokens_source": output_tokens_source,
-                            "radio_kind": "modelled", "upstream_latency_s": float(upstream_latency_s)})
+        return replace(row, served_via="proxy", output_tokens_source=output_tokens_source,
+                       radio_kind="modelled", upstream_latency_s=float(upstream_latency_s))
 
     def record_served_begin(self, row: LedgerRow) -> LedgerWrite:
         """Queue a proxy row; its quality enters the window once committed."""
