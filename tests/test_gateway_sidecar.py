@@ -517,3 +517,20 @@ def test_a_clash_in_a_shared_batch_fails_only_its_own_request(server):
 
     codes = asyncio.run(go())
     assert sorted(codes) == [200] * 4 + [409]
+
+
+def test_a_failure_inside_a_lean_route_is_a_logged_500_that_names_nothing_and_is_counted(bundle_path, tmp_path, caplog):
+    # the sidecar routes run outside FastAPI's stack (runtime/gateway/lean.py): an unexpected
+    # error must still get the 500 every route gives, a traceback in the log, and its count
+    with running_gateway(bundle_path, tmp_path / "l.db") as s:
+        c = Client(s.port)
+        assert c.post("/v1/decide", telemetry("before"))[0] == 200
+        s.service.ledger.close()  # a real fault: the ledger is gone under the running server
+        with caplog.at_level("ERROR", logger="aolo.runtime.gateway"):
+            status, data = c.post("/v1/decide", telemetry("after"))
+        assert (status, data) == (500, {"error": "internal error", "field": None})
+        assert any("POST /v1/decide failed" in r.getMessage() and r.exc_info for r in caplog.records)
+        assert Client(s.port).get("/healthz")[0] == 200  # the server keeps serving
+        text = c.request("GET", "/metrics")[1]
+    assert sample_value(text, "aolo_http_requests_total", path="/v1/decide", code="500") == 1
+    assert sample_value(text, "aolo_http_requests_total", path="/v1/decide", code="200") == 1
