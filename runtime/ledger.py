@@ -35,7 +35,7 @@ import os
 import sqlite3
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -172,8 +172,8 @@ class LedgerRow:
     bundle_signer: Optional[str] = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict, by column name."""
-        return asdict(self)
+        """JSON-ready dict, by column name (every field is a scalar: no deep copy as ``asdict`` makes)."""
+        return {c: getattr(self, c) for c in COLUMNS}
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(LedgerRow))

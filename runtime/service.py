@@ -38,7 +38,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Literal, Optional, Sequence
 
@@ -317,7 +317,12 @@ class PolicyService:
         # request_id -> (quality, quality_base), newest last; keyed so that feedback can replace a value
         self._quality: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._quality_window = int(quality_window)
-        self._pending: OrderedDict[str, _Pending] = OrderedDict()  # in expiry order
+        # request_id -> (expires_utc, the _Pending's JSON), in expiry order. Kept as text, not as
+        # models: strings and tuples of strings are outside Python's cyclic GC, so tens of thousands
+        # of waiting decisions add nothing to a collection (as models, ~9 tracked objects each made
+        # full collections the gateway's p99 under load: 64-86 ms against 8-14 ms with GC off,
+        # wrk at 8 connections). An outcome parses its entry once (~20 us).
+        self._pending: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._max_pending = int(max_pending)
         if not pending_ttl_s > 0:
             raise ServiceError(f"pending_ttl_s: must be > 0, got {pending_ttl_s}", "pending_ttl_s")
@@ -329,8 +334,8 @@ class PolicyService:
         self.refused_pending_count = 0
         self._last_prune = time.monotonic()
         for rec in ledger.load_pending(datetime.now(timezone.utc)):
-            p = _Pending.model_validate_json(rec.decision)
-            self._pending[p.decision.request_id] = p
+            p = _Pending.model_validate_json(rec.decision)  # a damaged row is refused here, naming itself
+            self._pending[p.decision.request_id] = (p.expires_utc, rec.decision)
         if self._pending:
             log.info("%d decisions waiting for their outcome loaded from %s", len(self._pending), ledger.path)
 
@@ -448,8 +453,8 @@ class PolicyService:
         """Drop expired pending decisions from memory (and, at most once a minute, from the file)."""
         cutoff = format_utc(now)
         while self._pending:
-            first = next(iter(self._pending.values()))
-            if first.expires_utc >= cutoff:
+            first_expires_utc, _ = next(iter(self._pending.values()))
+            if first_expires_utc >= cutoff:
                 break
             self._pending.popitem(last=False)
         if time.monotonic() - self._last_prune > 60.0:
@@ -490,10 +495,10 @@ class PolicyService:
                 raise PendingFullError(f"{len(self._pending)} decisions are waiting for their outcome (the limit is "
                                        f"{self._max_pending}); send outcomes, or retry after expiry "
                                        f"({self.pending_ttl.total_seconds():g} s)", "request_id")
-            for p in pendings:
-                self._pending[p.decision.request_id] = p
-            write = self.ledger.submit("pending", [PendingRecord(p.decision.request_id, p.expires_utc,
-                                                                 p.model_dump_json()) for p in pendings])
+            records = [PendingRecord(p.decision.request_id, p.expires_utc, p.model_dump_json()) for p in pendings]
+            for r in records:
+                self._pending[r.request_id] = (r.expires_utc, r.decision)
+            write = self.ledger.submit("pending", records)
         write.add_done_callback(self._after_pending)
         return decisions, write
 
@@ -539,21 +544,21 @@ class PolicyService:
         :raises UnknownRequestError: no decision is waiting under ``outcome.request_id``
         """
         with self._lock:
-            pending = self._pending.pop(outcome.request_id, None)
-        if pending is None or pending.expires_utc < format_utc(datetime.now(timezone.utc)):
+            entry = self._pending.pop(outcome.request_id, None)
+        if entry is None or entry[0] < format_utc(datetime.now(timezone.utc)):
             raise UnknownRequestError(f"request_id {outcome.request_id!r}: no decision is waiting for this outcome "
                                       "(never decided, already recorded, or expired)", "request_id")
-        row = self._row(pending, outcome)
         try:
+            row = self._row(_Pending.model_validate_json(entry[1]), outcome)
             write = self.ledger.submit("row", row)
         except Exception:
             with self._lock:
-                self._pending[outcome.request_id] = pending
+                self._pending[outcome.request_id] = entry
             raise
-        write.add_done_callback(lambda w: self._after_record(w, pending))
+        write.add_done_callback(lambda w: self._after_record(w, entry))
         return row, write
 
-    def _after_record(self, write: LedgerWrite, pending: _Pending) -> None:
+    def _after_record(self, write: LedgerWrite, pending: tuple[str, str]) -> None:
         """In the writer thread: a failed row puts its decision back (the client may retry) unless
         the ledger already holds the id; a committed row enters the quality window."""
         row = write.payload[0]
@@ -623,8 +628,8 @@ class PolicyService:
         pending = _Pending(decision=d, telemetry=tel, ci_g_per_kwh=served.ci_g_per_kwh, ci_norm=served.ci_norm,
                            decided_utc=served.decided_utc, expires_utc=served.decided_utc)
         row = self._row(pending, outcome)
-        return LedgerRow(**{**row.to_dict(), "served_via": "proxy", "output_tokens_source": output_tokens_source,
-                            "radio_kind": "modelled", "upstream_latency_s": float(upstream_latency_s)})
+        return replace(row, served_via="proxy", output_tokens_source=output_tokens_source,
+                       radio_kind="modelled", upstream_latency_s=float(upstream_latency_s))
 
     def record_served_begin(self, row: LedgerRow) -> LedgerWrite:
         """Queue a proxy row; its quality enters the window once committed."""

@@ -273,11 +273,21 @@ def test_the_upstream_killed_mid_stream_gives_an_sse_error_and_no_served_row(bun
 # ---------------------------------------------------------------------------------------------
 
 
+def plain_answer(with_aolo: bool) -> bytes:
+    """A chat completion as an upstream may write it: its own spacing, a trailing newline, fields
+    the gateway does not read, and (``with_aolo``) an ``aolo`` key of its own."""
+    extra = ', "aolo": {"from": "upstream"}' if with_aolo else ""
+    return (b'{ "id": "u1", "object": "chat.completion", "created": 1, "model": "m", "system_fingerprint": "fp_1",\n'
+            b'  "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi there"}, "finish_reason": "stop"}],\n'
+            b'  "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}' + extra.encode() + b" }\n")
+
+
 class FaultyUpstream(ThreadingHTTPServer):
     """An HTTP server that answers every request in one faulty way: ``status_500``, ``malformed``
     (200 with a body that is not JSON), ``hang`` (sleeps past the gateway's timeout),
     ``bad_chunk`` (a stream whose second chunk is not JSON), ``no_usage`` (a good stream without
-    usage, three content chunks)."""
+    usage, three content chunks); or with a good plain answer (``plain``, ``plain_with_aolo``:
+    :func:`plain_answer`)."""
 
     daemon_threads = True
 
@@ -301,6 +311,8 @@ class _FaultyHandler(BaseHTTPRequestHandler):
             self._send(500, b'{"error": "out of memory"}')
         elif mode in ("malformed", "hang"):
             self._send(200, b"<html>not json</html>")
+        elif mode in ("plain", "plain_with_aolo"):
+            self._send(200, plain_answer(mode == "plain_with_aolo"))
         elif mode in ("bad_chunk", "no_usage"):
             chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
                      "choices": [{"index": 0, "delta": {"content": "Hi"}}]}
@@ -375,6 +387,23 @@ def test_a_stream_without_usage_is_billed_by_its_counted_chunks(bundles, faulty,
         final = sse_events(text)[-2]["aolo"]
         assert (final["output_tokens"], final["output_tokens_source"]) == (3, "counted_chunks")
         assert s.service.ledger.get(final["request_id"]).output_tokens_source == "counted_chunks"
+
+
+@pytest.mark.parametrize("mode", ["plain", "plain_with_aolo"])
+def test_a_plain_answer_keeps_the_upstreams_bytes_and_gets_one_aolo_object(bundles, faulty, tmp_path, mode):
+    with running_gateway(bundles["L1"], tmp_path / "l.db", upstream_url=faulty(mode)) as s:
+        c = Client(s.port)
+        c.conn.request("POST", "/v1/chat/completions", body=json.dumps(chat()).encode(),
+                       headers={"Content-Type": "application/json"})
+        resp = c.conn.getresponse()
+        raw = resp.read()
+    assert resp.status == 200
+    answer = json.loads(raw)
+    upstream = json.loads(plain_answer(mode == "plain_with_aolo"))
+    assert raw.count(b'"aolo"') == 1 and answer["aolo"]["output_tokens"] == 3 and "request_id" in answer["aolo"]
+    assert {k: v for k, v in answer.items() if k != "aolo"} == {k: v for k, v in upstream.items() if k != "aolo"}
+    if mode == "plain":  # spliced into the bytes as they came, not serialised again
+        assert raw.startswith(plain_answer(False).rstrip()[:-1])
 
 
 def test_without_an_upstream_the_proxy_routes_answer_503(bundles, tmp_path):

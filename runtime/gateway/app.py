@@ -9,9 +9,9 @@ route                  method  scope    module
 =====================  ======  =======  ==========================================
 /v1/chat/completions   POST    serve    :mod:`.proxy`
 /v1/models             GET     serve    :mod:`.proxy`
-/v1/decide             POST    serve    :mod:`.sidecar`
-/v1/outcome            POST    report   :mod:`.sidecar`
-/v1/feedback           POST    report   :mod:`.sidecar`
+/v1/decide             POST    serve    :mod:`.sidecar` (a lean route, :mod:`.lean`)
+/v1/outcome            POST    report   :mod:`.sidecar` (a lean route)
+/v1/feedback           POST    report   :mod:`.sidecar` (a lean route)
 /v1/carbon             GET     read     :mod:`.reads`
 /metrics               GET     read     :mod:`.reads`
 /healthz               GET     (none)   here
@@ -38,22 +38,30 @@ from ..sprout_tables import class_deadline_s
 from .auth import TokenStore, load_tokens
 from .batching import DecideBatcher
 from .errors import install_error_handlers
+from .lean import LeanRouteMiddleware
 from .limits import BodyLimitMiddleware
 from .metrics import GatewayMetrics
 from .settings import GatewaySettings, SettingsError
 
-__all__ = ["ROUTERS", "Gateway", "create_app", "open_service", "route_scopes"]
+__all__ = ["LEAN_ROUTES", "ROUTERS", "Gateway", "GatewayFastAPI", "create_app", "open_service", "route_scopes"]
 
 log = logging.getLogger("aolo.runtime.gateway")
 
 
 def _routers() -> tuple:
-    from . import proxy, reads, sidecar
+    from . import proxy, reads
 
-    return proxy.router, sidecar.router, reads.router
+    return proxy.router, reads.router
+
+
+def _lean_routes() -> tuple:
+    from . import sidecar
+
+    return sidecar.ROUTES
 
 
 ROUTERS = _routers()
+LEAN_ROUTES = _lean_routes()
 
 
 @dataclass
@@ -72,6 +80,24 @@ class Gateway:
     llm_meter: Optional[TokenShareMeter] = None
     llm_energy_note: str = ""
     started: float = field(default_factory=time.monotonic)
+
+
+class GatewayFastAPI(FastAPI):
+    """FastAPI with the gateway's own ASGI layers outside its middleware stack.
+
+    ``outer_layers(stack)`` wraps what FastAPI builds (its server-error and telemetry middleware,
+    exception handlers, router): the body limits and answer counts (:class:`.limits.BodyLimitMiddleware`)
+    and the lean sidecar routes (:class:`.lean.LeanRouteMiddleware`), so a decide pays for neither
+    FastAPI's routing nor its per-request middleware (its OpenTelemetry check alone read the
+    environment for three providers on every request: 5% of the decide path's CPU in py-spy).
+    Errors of the routes behind still get FastAPI's handlers (:func:`.errors.install_error_handlers`).
+    """
+
+    outer_layers: Optional[Callable[[Callable], Callable]] = None
+
+    def build_middleware_stack(self) -> Callable:  # type: ignore[override]
+        stack = super().build_middleware_stack()
+        return stack if self.outer_layers is None else self.outer_layers(stack)
 
 
 def open_service(settings: GatewaySettings) -> tuple[PolicyService, Optional[str]]:
@@ -182,7 +208,7 @@ def create_app(settings: GatewaySettings, service: Optional[PolicyService] = Non
                 await client.aclose()
             await asyncio.to_thread(svc.close)
 
-    app = FastAPI(title="aolo gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = GatewayFastAPI(title="aolo gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.tokens = tokens
     app.state.metrics = metrics
     install_error_handlers(app)
@@ -210,14 +236,15 @@ def create_app(settings: GatewaySettings, service: Optional[PolicyService] = Non
         return Response(json.dumps(body).encode(), media_type="application/json")
 
     routes = frozenset(path for path, _ in route_scopes()) | {"/healthz"}
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes,
-                       body_timeout_s=settings.body_timeout_s, metrics=metrics, routes=routes)
+    app.outer_layers = lambda inner: BodyLimitMiddleware(
+        LeanRouteMiddleware(inner, LEAN_ROUTES), max_body_bytes=settings.max_body_bytes,
+        body_timeout_s=settings.body_timeout_s, metrics=metrics, routes=routes)
     return app
 
 
 def route_scopes() -> dict[tuple[str, str], tuple[str, ...]]:
-    """Every route of the routers, (path, method) -> the scopes its ``Security`` dependencies
-    demand (empty: unguarded)."""
+    """Every route of the routers and every lean route, (path, method) -> the scopes its
+    ``Security`` dependencies (or its :class:`.lean.LeanRoute`) demand (empty: unguarded)."""
     from fastapi.params import Security as SecurityParam
     from fastapi.routing import APIRoute
 
@@ -228,4 +255,6 @@ def route_scopes() -> dict[tuple[str, str], tuple[str, ...]]:
                 scopes = tuple(s for dep in r.dependencies if isinstance(dep, SecurityParam) for s in dep.scopes)
                 for method in sorted(r.methods):
                     out[(r.path, method)] = scopes
+    for lean in LEAN_ROUTES:
+        out[(lean.path, lean.method)] = lean.scopes
     return out

@@ -1,5 +1,5 @@
-"""Bearer tokens with scopes, checked by a FastAPI ``Security`` dependency on every route but
-``/healthz``.
+"""Bearer tokens with scopes, checked on every route but ``/healthz``: by a FastAPI ``Security``
+dependency, or on the lean sidecar routes (:mod:`.lean`) by the same :func:`authorize`.
 
 Scopes: ``serve`` (decide, the OpenAI-compatible proxy), ``report`` (outcome, feedback), ``read``
 (carbon totals, metrics). The tokens file is TOML; it stores each token's SHA-256, never the
@@ -24,7 +24,7 @@ import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, Sequence
 
 import tomli
 from fastapi import Request
@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .errors import APIError
 from .settings import SettingsError
 
-__all__ = ["SCOPES", "TokenEntry", "TokenStore", "load_tokens", "new_token", "require_scopes"]
+__all__ = ["SCOPES", "TokenEntry", "TokenStore", "authorize", "load_tokens", "new_token", "require_scopes"]
 
 SCOPES = ("serve", "report", "read")
 
@@ -118,17 +118,19 @@ def new_token(name: str, scopes: tuple[str, ...]) -> tuple[str, str]:
     return token, table
 
 
-async def require_scopes(security_scopes: SecurityScopes, request: Request) -> Optional[TokenEntry]:
-    """The ``Security`` dependency of every guarded route: the request's token must carry every
-    scope the route names. Returns the token's entry (None when the app has no tokens file).
+def authorize(store: Optional[TokenStore], authorization: str, scopes: Sequence[str]) -> Optional[TokenEntry]:
+    """Check a request's ``Authorization`` header against the route's scopes (the ``Security``
+    dependency below and the lean routes of :mod:`.lean` both call this).
 
+    :param store: the app's tokens (None: no tokens file, every route open)
+    :param authorization: the header's value ("" when absent)
+    :param scopes: every scope the route demands
+    :return: the token's entry (None when the app has no tokens file)
     :raises APIError: 401 no or unknown bearer token, 403 a scope missing
     """
-    store: Optional[TokenStore] = request.app.state.tokens
     if store is None:
         return None
-    header = request.headers.get("authorization", "")
-    scheme, _, presented = header.partition(" ")
+    scheme, _, presented = authorization.partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         raise APIError(401, "Authorization: a bearer token is required", "Authorization",
                        headers={"WWW-Authenticate": "Bearer"}, code="missing_token")
@@ -136,9 +138,18 @@ async def require_scopes(security_scopes: SecurityScopes, request: Request) -> O
     if entry is None:
         raise APIError(401, "Authorization: unknown token", "Authorization",
                        headers={"WWW-Authenticate": "Bearer"}, code="invalid_token")
-    missing = [s for s in security_scopes.scopes if s not in entry.scopes]
+    missing = [s for s in scopes if s not in entry.scopes]
     if missing:
         raise APIError(403, f"Authorization: token {entry.name!r} lacks scope {missing[0]!r}", "Authorization",
-                       headers={"WWW-Authenticate": f'Bearer scope="{" ".join(security_scopes.scopes)}"'},
+                       headers={"WWW-Authenticate": f'Bearer scope="{" ".join(scopes)}"'},
                        code="insufficient_scope")
     return entry
+
+
+async def require_scopes(security_scopes: SecurityScopes, request: Request) -> Optional[TokenEntry]:
+    """The ``Security`` dependency of every guarded FastAPI route: the request's token must carry
+    every scope the route names (:func:`authorize`).
+
+    :raises APIError: 401 no or unknown bearer token, 403 a scope missing
+    """
+    return authorize(request.app.state.tokens, request.headers.get("authorization", ""), security_scopes.scopes)

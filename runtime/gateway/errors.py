@@ -20,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-__all__ = ["APIError", "error_response", "install_error_handlers", "validation_message"]
+__all__ = ["APIError", "error_response", "install_error_handlers", "internal_error", "validation_message"]
 
 log = logging.getLogger("aolo.runtime.gateway")
 
@@ -61,6 +61,11 @@ def error_response(path: str, e: APIError) -> Response:
         body = {"error": e.message, "field": e.field}
     return Response(json.dumps(body, separators=(",", ":")).encode(), status_code=e.status,
                     media_type="application/json", headers=e.headers)
+
+
+def internal_error() -> Response:
+    """The answer to a bug: a 500 that names nothing of the request (the log has the traceback)."""
+    return JSONResponse({"error": "internal error", "field": None}, status_code=500)
 
 
 def field_path(loc: tuple[Any, ...], prefix: str = "") -> str:
@@ -124,4 +129,4 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _bug(request: Request, e: Exception) -> Response:
         log.exception("%s %s failed", request.method, request.url.path)
-        return JSONResponse({"error": "internal error", "field": None}, status_code=500)
+        return internal_error()

@@ -277,11 +277,20 @@ async def _plain(gw: Any, body: dict[str, Any], served: Served, t0: float) -> Re
         output_tokens, source = max(0, round(payload_bytes / 4.0)), "estimated_chars"
     row = await _bill(gw, served, prompt_tokens, output_tokens, source, payload_bytes, upstream_s)
     gw.metrics.proxied.labels(row.level, "false").inc()
-    answer["aolo"] = aolo_summary(row)
     headers = {**_decision_headers(served), "X-Aolo-Carbon-G": f"{row.total_g:.6g}",
                "X-Aolo-Carbon-Kinds": _kinds_header(row)}
-    return Response(json.dumps(answer, separators=(",", ":")).encode(), media_type="application/json",
+    return Response(_with_aolo(resp.content, answer, aolo_summary(row)), media_type="application/json",
                     headers=headers)
+
+
+def _with_aolo(content: bytes, answer: dict[str, Any], summary: dict[str, Any]) -> bytes:
+    """The upstream's answer with the ``aolo`` object added: spliced in before the closing brace of
+    the bytes as they came (the answer is not serialised again), unless the upstream already sent
+    an ``aolo`` key (then it is replaced, and the answer re-serialised)."""
+    tail = content.rstrip()
+    if "aolo" in answer or not tail.endswith(b"}"):
+        return json.dumps({**answer, "aolo": summary}, separators=(",", ":")).encode()
+    return tail[:-1] + b',"aolo":' + json.dumps(summary, separators=(",", ":")).encode() + b"}"
 
 
 def _sse(obj: Any) -> bytes:

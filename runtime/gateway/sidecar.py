@@ -7,6 +7,9 @@ decision and report the outcome.
     POST /v1/outcome   (report)  one Outcome object                                      -> the committed ledger row
     POST /v1/feedback  (report)  {"request_id", "quality"}                               -> the row's new quality
 
+They are lean routes (:mod:`.lean`): plain functions of the gateway and the request body, without
+FastAPI's per-request routing and dependency solving, on the hot path of every RAN request.
+
 A decide is answered as soon as its decisions wait in memory; the ledger's writer puts them in the
 file within its next commit (see :meth:`PolicyService.decide_begin`). An outcome is answered once
 its row is committed with ``synchronous=FULL``.
@@ -19,18 +22,15 @@ import json
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request, Security
-from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ..ledger import DuplicateRequestError, LedgerError, LedgerWrite, UnknownRowError
 from ..service import Outcome, PendingFullError, ServiceError, Telemetry, UnknownRequestError
-from .auth import require_scopes
 from .errors import APIError, log, validation_message
+from .lean import LeanRoute
 
-__all__ = ["Feedback", "committed", "parse_json", "router"]
+__all__ = ["ROUTES", "Feedback", "committed", "decide", "feedback", "outcome", "parse_json"]
 
-router = APIRouter()
 _TELEMETRY_LIST = TypeAdapter(list[Telemetry])
 
 
@@ -82,8 +82,8 @@ def parse_json(body: bytes) -> Any:
         raise APIError(400, f"body: not valid JSON: {type(e).__name__}", "body") from None
 
 
-def _json(obj: Any) -> Response:
-    return Response(json.dumps(obj, allow_nan=False, separators=(",", ":")).encode(), media_type="application/json")
+def _json(obj: Any) -> bytes:
+    return json.dumps(obj, allow_nan=False, separators=(",", ":")).encode()
 
 
 def _batch(data: Any, max_batch: int) -> tuple[list[Telemetry], bool]:
@@ -110,11 +110,10 @@ def _batch(data: Any, max_batch: int) -> tuple[list[Telemetry], bool]:
         raise APIError(422, message, field) from None
 
 
-@router.post("/v1/decide", dependencies=[Security(require_scopes, scopes=["serve"])])
-async def decide(request: Request) -> Response:
-    """Decide one request or a batch; the decisions wait in the ledger for their outcomes."""
-    gw = request.app.state.gateway
-    batch, single = _batch(parse_json(await request.body()), gw.settings.max_batch)
+async def decide(gw: Any, body: bytes) -> bytes:
+    """``POST /v1/decide``: decide one request or a batch; the decisions wait in the ledger for
+    their outcomes."""
+    batch, single = _batch(parse_json(body), gw.settings.max_batch)
     t0 = time.perf_counter()
     try:
         if gw.backend_inline:  # onnx, reference: ~0.1 ms in process, batched with concurrent decides
@@ -129,17 +128,26 @@ async def decide(request: Request) -> Response:
     gw.metrics.count_decisions(len(decisions), sum(d.fallback for d in decisions),
                                sum(d.actor_energy_j for d in decisions), time.perf_counter() - t0)
     if single:
-        return Response(decisions[0].model_dump_json().encode(), media_type="application/json")
-    return Response(b'{"decisions":[' + b",".join(d.model_dump_json().encode() for d in decisions) + b"]}",
-                    media_type="application/json")
+        return decisions[0].model_dump_json().encode()
+    return b'{"decisions":[' + b",".join(d.model_dump_json().encode() for d in decisions) + b"]}"
 
 
-@router.post("/v1/outcome", dependencies=[Security(require_scopes, scopes=["report"])])
-async def outcome(body: Outcome, request: Request) -> Response:
-    """Record one outcome; returns the committed ledger row (J, g, s, W)."""
-    gw = request.app.state.gateway
+def _model(model: type[BaseModel], body: bytes) -> Any:
+    data = parse_json(body)
+    if not isinstance(data, dict):
+        raise APIError(422, "(root): must be a JSON object", "(root)")
     try:
-        row, write = gw.service.record_begin(body)
+        return model.model_validate(data)
+    except ValidationError as e:
+        field, message = validation_message(e.errors()[0])
+        raise APIError(422, message, field) from None
+
+
+async def outcome(gw: Any, body: bytes) -> bytes:
+    """``POST /v1/outcome``: record one outcome; returns the committed ledger row (J, g, s, W)."""
+    out: Outcome = _model(Outcome, body)
+    try:
+        row, write = gw.service.record_begin(out)
     except UnknownRequestError as e:
         raise APIError(404, str(e), "request_id") from None
     except LedgerError as e:
@@ -156,19 +164,22 @@ async def outcome(body: Outcome, request: Request) -> Response:
     return _json(row.to_dict())
 
 
-@router.post("/v1/feedback", dependencies=[Security(require_scopes, scopes=["report"])])
-async def feedback(body: Feedback, request: Request) -> Response:
-    """A client's quality for a served request: replaces the expected quality in its ledger row
-    and in the rolling window the policy's quality slack comes from."""
-    gw = request.app.state.gateway
+async def feedback(gw: Any, body: bytes) -> bytes:
+    """``POST /v1/feedback``: a client's quality for a served request; replaces the expected
+    quality in its ledger row and in the rolling window the policy's quality slack comes from."""
+    fb: Feedback = _model(Feedback, body)
     try:
-        write = gw.service.feedback_begin(body.request_id, body.quality)
+        write = gw.service.feedback_begin(fb.request_id, fb.quality)
     except LedgerError as e:
         raise APIError(503, f"ledger: {e}") from None
     await committed(write)
     if isinstance(write.error, UnknownRowError):
-        raise APIError(404, f"request_id {body.request_id!r}: no served request under this id", "request_id")
+        raise APIError(404, f"request_id {fb.request_id!r}: no served request under this id", "request_id")
     if write.error is not None:
         raise APIError(503, f"ledger: {write.error}")
-    return _json({"request_id": body.request_id, "quality": body.quality, "quality_source": "feedback"})
+    return _json({"request_id": fb.request_id, "quality": fb.quality, "quality_source": "feedback"})
 
+
+ROUTES = (LeanRoute("/v1/decide", "POST", ("serve",), decide),
+          LeanRoute("/v1/outcome", "POST", ("report",), outcome),
+          LeanRoute("/v1/feedback", "POST", ("report",), feedback))
