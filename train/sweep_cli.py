@@ -43,7 +43,7 @@ def _sweep_data(sweep_file: Path | None, config_file: Path | None, options: dict
 
 
 def sweep_command(
-    sweep_file: Optional[Path] = typer.Argument(None, help="sweep file (TOML: [base], [grid], [search]; "
+    sweep_file: Optional[Path] = typer.Argument(None, help="sweep file (TOML: tables base, grid, search; "
                                                            "docs/sweeps.md); or describe the sweep by options"),
     out: Optional[Path] = typer.Option(None, "--out", help="the sweep folder (trials/, tune/, results)",
                                        show_default="the file's out_dir, else runs/sweep"),
@@ -56,7 +56,7 @@ def sweep_command(
     scenario: Optional[str] = typer.Option(None, "--scenario", help="scenario preset of every trial (base.scenario)"),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="training steps of every trial (base.steps)"),
     config_file: Optional[Path] = typer.Option(None, "--config", help="TrainConfig fields of every trial (TOML or "
-                                                                      "JSON, as aolo train --config), under [base]"),
+                                                                      "JSON, as aolo train --config), under the base table"),
     metric: Optional[str] = typer.Option(None, "--metric", help="validation metric the best trial is chosen by"),
     max_failures: Optional[int] = typer.Option(None, "--max-failures", min=0,
                                                help="retries of a trial whose worker dies"),
