@@ -8,6 +8,7 @@ section to the report (:class:`aolo.report.Report`) and hands the next stages wh
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,6 +33,9 @@ class PipelineConfig:
     """Environment steps per training run (about where both actors reach the class-aware LP's neighbourhood)."""
     n_envs: int = 16
     """Base stations stepped at once in training."""
+    train_workers: int = 2
+    """Training runs at once, each in its own process with one torch thread (the demo's two runs on
+    this project's 2-core machine: 293 s one after the other, measured 2026-11-30); 1 trains in this process."""
     eval_every_steps: int = 10_000
     """Steps between validation evaluations (the learning curves)."""
     eval_seeds: tuple[int, ...] = EVAL_SEEDS
@@ -81,26 +85,53 @@ def one_request(report: Report) -> None:
                "\n".join(rows))
 
 
+def _train_timed(config: Any) -> tuple[Path, float]:
+    """One training run (a process of :func:`train_runs`' pool): its directory and wall time, s."""
+    from aolo.train.training import train
+
+    t0 = time.perf_counter()
+    run_dir = train(config, show_progress=False)
+    return run_dir, time.perf_counter() - t0
+
+
 def train_runs(cfg: PipelineConfig, report: Report) -> tuple[dict[str, list[Path]], str]:
-    """Stage 2: train every seed of SDRL and SAC.
+    """Stage 2: train every seed of SDRL and SAC, ``cfg.train_workers`` runs at once (each run is
+    deterministic in its seed, so running them side by side changes no number).
 
     :return: run directories by algorithm, and the Markdown table of their wall times
     """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     from aolo.train.train_config import TrainConfig
     from aolo.train.training import train
 
-    report.stage(f"2/7 training SDRL and SAC ({cfg.train_steps} steps x {len(cfg.train_seeds)} seed(s) each)")
+    report.stage(f"2/7 training SDRL and SAC ({cfg.train_steps} steps x {len(cfg.train_seeds)} seed(s) each, "
+                 f"{cfg.train_workers} at once)")
+    configs = [TrainConfig(algo=algo, scenario=cfg.scenario, seed=seed, steps=cfg.train_steps, n_envs=cfg.n_envs,
+                           eval_every_steps=cfg.eval_every_steps, out_dir=str(cfg.out_dir / "runs"))
+               for algo in ("sdrl", "sac") for seed in cfg.train_seeds]
+    if cfg.train_workers > 1 and len(configs) > 1:
+        # Lava sets multiprocessing's default start method to fork when first imported and fails
+        # if it is set already; starting a spawn pool sets it, so Lava is imported first
+        with contextlib.suppress(ImportError):
+            import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
+        # spawn: a forked child would inherit this process's torch threads
+        with ProcessPoolExecutor(min(cfg.train_workers, len(configs)),
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            report.console.print(f"[dim]training {', '.join(f'{c.algo} seed {c.seed}' for c in configs)} in "
+                                 f"worker processes (no progress bars; the table follows)[/dim]")
+            results = list(pool.map(_train_timed, configs))
+    else:
+        results = []
+        for c in configs:
+            t0 = time.perf_counter()
+            results.append((train(c), time.perf_counter() - t0))
     run_dirs: dict[str, list[Path]] = {"sdrl": [], "sac": []}
     rows = ["| run | steps | wall time (s) | steps/s |", "|---|---|---|---|"]
-    for algo in ("sdrl", "sac"):
-        for seed in cfg.train_seeds:
-            t0 = time.perf_counter()
-            run_dir = train(TrainConfig(algo=algo, scenario=cfg.scenario, seed=seed, steps=cfg.train_steps,
-                                        n_envs=cfg.n_envs, eval_every_steps=cfg.eval_every_steps,
-                                        out_dir=str(cfg.out_dir / "runs")))
-            dt = time.perf_counter() - t0
-            run_dirs[algo].append(run_dir)
-            rows.append(f"| {run_dir.name} | {cfg.train_steps} | {dt:.0f} | {cfg.train_steps / dt:.0f} |")
+    for c, (run_dir, dt) in zip(configs, results):
+        run_dirs[c.algo].append(run_dir)
+        rows.append(f"| {run_dir.name} | {cfg.train_steps} | {dt:.0f} | {cfg.train_steps / dt:.0f} |")
     return run_dirs, "\n".join(rows)
 
 
