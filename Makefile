@@ -48,10 +48,11 @@ install-gpu: $(STAMP)
 	$(PY) -m pip install --quiet --force-reinstall --no-deps "onnxruntime-gpu==1.23.2"
 	$(PY) -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.get_available_providers())"
 
-# Two pytest-xdist workers (the machine has 2 cores); tests that share an expensive fixture carry
-# one xdist_group mark and run on one worker (tests/conftest.py).
+# Two pytest-xdist workers (the machine has 2 cores), each test file on one worker (--dist loadfile),
+# so a file's expensive fixtures are built once. --dist loadgroup did not keep xdist_group marks
+# together here (pytest 9.2, xdist 3.8: a group's fixture was built on both workers; tests/conftest.py).
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadgroup
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 demo: $(STAMP)
 	$(VENV)/bin/aolo demo

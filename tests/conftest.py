@@ -5,9 +5,12 @@ The shared data dir is ``$AOLO_SHARED_DATA`` if set, else ``<repo>/../shared/dat
 need it take the ``shared_dir`` or ``sprout_file`` fixture and are skipped,
 with the reason, when it is absent.
 
-``make test`` runs the suite on two pytest-xdist workers (``--dist loadgroup``). A session fixture
-is built once per worker that uses it, so the tests that share an expensive one carry the same
-``xdist_group`` mark (:data:`TINY_SDRL_RUN_GROUP`) and run on one worker, which builds it once.
+``make test`` runs the suite on two pytest-xdist workers, each file on one worker (``--dist
+loadfile``), so a file's expensive fixtures are built once; they are session-scoped, since a worker
+may interleave files and would build a module fixture again each time its file's tests resume.
+:func:`tiny_sdrl_run` is built once per worker that needs it. The ``xdist_group`` marks
+(:data:`TINY_SDRL_RUN_GROUP`) say which tests share what; ``--dist loadgroup`` would honour them,
+but with pytest 9.2 and xdist 3.8 it did not (a group's fixture was built on both workers).
 """
 
 from __future__ import annotations

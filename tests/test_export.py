@@ -25,7 +25,7 @@ def _tiny_run(tmp_path_factory, algo: str):
 pytestmark = TINY_SDRL_RUN_GROUP
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def sdrl_export(tmp_path_factory, tiny_sdrl_run):
     run_dir = tiny_sdrl_run
     out = tmp_path_factory.mktemp("bundles") / "sdrl"

@@ -40,7 +40,7 @@ def test_a_margin_out_of_reach_gives_the_best_quality_mix_not_always_l0():
     np.testing.assert_array_equal(x, [[0, 1, 0], [1, 0, 0]])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny_frontier():
     model = ServiceModel(get_scenario("tiny"))
     return model, lp_frontier(model, [501], n_bs=4, margins=(-0.1, -0.05, 0.0, 0.05, 0.1))

@@ -10,7 +10,7 @@ from aolo.pipeline import DEMO, run_pipeline
 pytestmark = pytest.mark.xdist_group("test_pipeline")  # one xdist worker: its module fixture runs the whole pipeline once
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pipeline_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("pipeline")
     cfg = DEMO.with_(out_dir=out, scenario="tiny", train_steps=1200, eval_every_steps=600, eval_n_bs=2,

@@ -126,7 +126,7 @@ def tiny(tmp_path: Path, **changes) -> TrainConfig:
     return TrainConfig(**base)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def runs(tmp_path_factory) -> dict[str, Path]:
     """A tiny SDRL run, and a tiny SAC run that also saves its replay buffer (small, 2,000 transitions)."""
     out = tmp_path_factory.mktemp("runs")

@@ -46,9 +46,10 @@ TINY_BASE = dict(scenario="tiny", steps=800, n_envs=4, learning_starts=200, batc
 """A few hundred gradient steps: enough for every file of a run directory, seconds per run."""
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def local_ray():
-    """One local Ray for the module, as aolo sweep starts it (2 CPUs, no dashboard)."""
+    """One local Ray for this xdist worker (session scope: a module fixture would be set up again whenever
+    xdist interleaves another module's tests), as aolo sweep starts it (2 CPUs, no dashboard)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
@@ -117,7 +118,7 @@ def same_run_contents(a: Path, b: Path) -> None:
             assert avg_a[key] == avg_b[key]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def finished_sweep(tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep") / "sweep"
     report = run_sweep(tiny_sweep(out), show_progress=False)
