@@ -5,11 +5,14 @@ the sidecar decide path under a load generator beside the old stdlib server, in 
    ``aolo.llm_server``); ``aolo serve --upstream`` in its own process with an always-L0 policy
    (a constant actor on the reference backend), so the upstream gets the very same request either
    way and produces the same tokens (temperature 0). Latency: each prompt sent directly and through
-   the gateway in turn, sequentially; the added latency is reported two ways: the paired difference
-   of the client's wall times (includes the LLM's own jitter), and the gateway's own share (the
-   client's wall time minus the upstream call the gateway timed, ``aolo.upstream_latency_s``).
-   Throughput: ``--clients`` concurrent clients over all prompts, direct and through the gateway in
-   alternating blocks.
+   the gateway in turn, sequentially, each path on one keep-alive connection (as an OpenAI SDK
+   client keeps its connections); the added latency is reported two ways: the gateway's own share
+   (the client's wall time minus the upstream call as the gateway timed it, from handing the
+   request to httpx's transport to the answer's last byte, ``aolo.upstream_latency_s``), and the
+   paired difference of the client's wall times (which also holds the LLM's own jitter: tens of ms
+   on a shared machine, and llama.cpp reuses the previous prompt's cache, which favours whichever
+   path goes second). Throughput: ``--clients`` concurrent clients over all prompts, direct and
+   through the gateway in alternating blocks.
 2. Sidecar decide path. ``POST /v1/decide`` (one request, unique ids) under ``wrk`` (``--connections``
    keep-alive connections, 2 threads) against the gateway and against the old ``http.server``-based
    server, checked out from git history (the commit before it was removed) into a temporary folder
@@ -275,19 +278,28 @@ def bench_sidecar(root: Path, connections: int, duration_s: float, rounds: int) 
 # ---------------------------------------------------------------------------------------------
 
 
-def _post_chat(port: int, prefix: str, prompt: str, max_tokens: int, model: str) -> tuple[float, dict[str, Any]]:
-    body = json.dumps({"model": model, "messages": [{"role": "user", "content": prompt}], "temperature": 0,
-                       "max_tokens": max_tokens}).encode()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
-    t0 = time.perf_counter()
-    conn.request("POST", f"{prefix}/chat/completions", body=body, headers={"Content-Type": "application/json"})
-    resp = conn.getresponse()
-    data = resp.read()
-    wall = time.perf_counter() - t0
-    conn.close()
-    if resp.status != 200:
-        raise RuntimeError(f"HTTP {resp.status}: {data[:200]!r}")
-    return wall, json.loads(data)
+class _ChatClient:
+    """One keep-alive connection, as an OpenAI SDK client keeps its connections (stdlib http.client)."""
+
+    def __init__(self, port: int, model: str) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+        self.model = model
+
+    def post(self, prompt: str, max_tokens: int) -> tuple[float, dict[str, Any]]:
+        """One chat completion; returns the client's wall time (s) and the answer."""
+        body = json.dumps({"model": self.model, "messages": [{"role": "user", "content": prompt}], "temperature": 0,
+                           "max_tokens": max_tokens}).encode()
+        t0 = time.perf_counter()
+        self.conn.request("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"})
+        resp = self.conn.getresponse()
+        data = resp.read()
+        wall = time.perf_counter() - t0
+        if resp.status != 200:
+            raise RuntimeError(f"HTTP {resp.status}: {data[:200]!r}")
+        return wall, json.loads(data)
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 def bench_proxy(root: Path, prompts: list[str], max_tokens: int, clients: int, rounds: int) -> dict[str, Any]:
@@ -296,28 +308,39 @@ def bench_proxy(root: Path, prompts: list[str], max_tokens: int, clients: int, r
         llm_port = int(llm.url.rsplit(":", 1)[1].split("/")[0])
         proc, gw_port = start_gateway(bundle, root / "proxy.db", "reference", upstream=llm.url)
         try:
-            targets = {"direct": (llm_port, "/v1"), "gateway": (gw_port, "/v1")}
-            for p in prompts[:2]:  # warm both paths
-                for port, prefix in targets.values():
-                    _post_chat(port, prefix, p, max_tokens, llm.model)
+            ports = {"direct": llm_port, "gateway": gw_port}
+            clients_of = {name: _ChatClient(port, llm.model) for name, port in ports.items()}
+            for p in prompts[:3]:  # warm both paths and their connections
+                for c in clients_of.values():
+                    c.post(p, max_tokens)
             direct, through, own, same_tokens = [], [], [], 0
             cpu0 = cpu_s(proc.pid)
             for _ in range(rounds):
                 for p in prompts:
-                    wd, ad = _post_chat(*targets["direct"], p, max_tokens, llm.model)
-                    wg, ag = _post_chat(*targets["gateway"], p, max_tokens, llm.model)
+                    wd, ad = clients_of["direct"].post(p, max_tokens)
+                    wg, ag = clients_of["gateway"].post(p, max_tokens)
                     direct.append(wd)
                     through.append(wg)
                     own.append(wg - ag["aolo"]["upstream_latency_s"])
                     same_tokens += ad["usage"]["completion_tokens"] == ag["usage"]["completion_tokens"]
             gateway_cpu_ms = 1e3 * (cpu_s(proc.pid) - cpu0) / len(through)
+            for c in clients_of.values():
+                c.close()
             rates: dict[str, list[float]] = {"direct": [], "gateway": []}
             for _ in range(rounds):
-                for name, (port, prefix) in targets.items():
+                for name, port in ports.items():
+                    pool_clients = [_ChatClient(port, llm.model) for _ in range(clients)]
+
+                    def work(k: int) -> None:  # client k sends prompts k, k + clients, ... on its connection
+                        for p in prompts[k::clients]:
+                            pool_clients[k].post(p, max_tokens)
+
                     t0 = time.perf_counter()
                     with ThreadPoolExecutor(clients) as pool:
-                        list(pool.map(lambda p: _post_chat(port, prefix, p, max_tokens, llm.model), prompts))
+                        list(pool.map(work, range(clients)))
                     rates[name].append(len(prompts) / (time.perf_counter() - t0))
+                    for c in pool_clients:
+                        c.close()
         finally:
             stop(proc)
     paired_ms = (np.asarray(through) - np.asarray(direct)) * 1e3

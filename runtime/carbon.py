@@ -167,6 +167,8 @@ def request_carbon(
     shape = np.broadcast(ci, e_inf, tau_inf, e_act, e_dyn, e_static).shape
 
     def b(x: np.ndarray) -> np.ndarray:
+        if not shape:  # one request priced from scalars (the gateway's path): a scalar, no broadcast
+            return np.float64(x)
         return np.broadcast_to(x, shape).astype(np.float64)
 
     return CarbonBreakdown(

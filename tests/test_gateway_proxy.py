@@ -230,6 +230,8 @@ def test_a_request_id_already_in_the_ledger_is_a_409(l2_gateway):
     assert c.request("POST", "/v1/chat/completions", chat(max_tokens=2), headers={"X-Aolo-Request-Id": "once"})[0] == 200
     status, data, _ = c.request("POST", "/v1/chat/completions", chat(), headers={"X-Aolo-Request-Id": "once"})
     assert status == 409 and data["error"]["param"] == "request_id"
+    status, data, _ = c.request("POST", "/v1/chat/completions", {**chat(), "metadata": {"aolo_request_id": "once"}})
+    assert status == 409 and data["error"]["param"] == "request_id"  # the id from metadata is looked up too
 
 
 def test_feedback_replaces_the_expected_quality(l2_gateway):

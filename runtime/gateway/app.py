@@ -1,13 +1,13 @@
 """The app factory: one FastAPI app per :class:`GatewaySettings`, nothing process-global.
 
 :func:`create_app` builds the app, its own Prometheus registry and its routers; its lifespan opens
-the policy service (bundle, backend, ledger) unless one is handed in, and one
-``httpx.AsyncClient`` for the upstream, and closes them on shutdown. Routes and scopes:
+the policy service (bundle, backend, ledger) unless one is handed in, and the upstream's
+connection pool (:class:`.upstream.Upstream`), and closes them on shutdown. Routes and scopes:
 
 =====================  ======  =======  ==========================================
 route                  method  scope    module
 =====================  ======  =======  ==========================================
-/v1/chat/completions   POST    serve    :mod:`.proxy`
+/v1/chat/completions   POST    serve    :mod:`.proxy` (a lean route, :mod:`.lean`)
 /v1/models             GET     serve    :mod:`.proxy`
 /v1/decide             POST    serve    :mod:`.sidecar` (a lean route, :mod:`.lean`)
 /v1/outcome            POST    report   :mod:`.sidecar` (a lean route)
@@ -42,6 +42,7 @@ from .lean import LeanRouteMiddleware
 from .limits import BodyLimitMiddleware
 from .metrics import GatewayMetrics
 from .settings import GatewaySettings, SettingsError
+from .upstream import Upstream
 
 __all__ = ["LEAN_ROUTES", "ROUTERS", "Gateway", "GatewayFastAPI", "create_app", "open_service", "route_scopes"]
 
@@ -55,9 +56,9 @@ def _routers() -> tuple:
 
 
 def _lean_routes() -> tuple:
-    from . import sidecar
+    from . import proxy, sidecar
 
-    return sidecar.ROUTES
+    return sidecar.ROUTES + proxy.ROUTES
 
 
 ROUTERS = _routers()
@@ -71,7 +72,7 @@ class Gateway:
     settings: GatewaySettings
     service: PolicyService
     metrics: GatewayMetrics
-    client: Optional[httpx.AsyncClient]
+    upstream: Optional[Upstream]
     telemetry_defaults: dict[str, Any]
     class_deadlines_s: dict[str, float]
     backend_inline: bool
@@ -160,7 +161,7 @@ def create_app(settings: GatewaySettings, service: Optional[PolicyService] = Non
     :param service: an open service to serve (the app closes it on shutdown); None opens one from
         ``settings`` in the lifespan
     :param actor_hardware: with ``service``: the hardware its actor energy is charged for
-    :param transport: httpx transport for the upstream client (None: real network)
+    :param transport: httpx transport to the upstream (None: ``httpx.AsyncHTTPTransport`` over the network)
     :param on_ready: called once the lifespan has opened everything, before requests are served
     :param llm_meter: the meter of the upstream's LLM energy (None: as ``settings.llm_energy`` says,
         :func:`aolo.runtime.llm_energy.open_llm_meter`)
@@ -180,21 +181,14 @@ def create_app(settings: GatewaySettings, service: Optional[PolicyService] = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc, hardware = (service, actor_hardware) if service is not None else await asyncio.to_thread(open_service, settings)
-        client = None
+        upstream = None
         if settings.upstream_url is not None:
-            headers = {}
-            if settings.upstream_api_key is not None:
-                headers["Authorization"] = f"Bearer {settings.upstream_api_key.get_secret_value()}"
-            client = httpx.AsyncClient(
-                base_url=settings.upstream_url, headers=headers, transport=transport,
-                timeout=httpx.Timeout(connect=settings.upstream_connect_timeout_s,
-                                      read=settings.upstream_read_timeout_s,
-                                      write=settings.upstream_connect_timeout_s,
-                                      pool=settings.upstream_connect_timeout_s),
-                limits=httpx.Limits(max_connections=settings.limit_concurrency,
-                                    max_keepalive_connections=min(64, settings.limit_concurrency)))
+            key = settings.upstream_api_key
+            upstream = Upstream(settings.upstream_url, None if key is None else key.get_secret_value(),
+                                settings.upstream_connect_timeout_s, settings.upstream_read_timeout_s,
+                                settings.limit_concurrency, transport)
         # onnx and reference decide in ~0.1 ms in process: inline; Lava (not thread-safe, ms) in a thread
-        gw = Gateway(settings=settings, service=svc, metrics=metrics, client=client,
+        gw = Gateway(settings=settings, service=svc, metrics=metrics, upstream=upstream,
                      telemetry_defaults=_telemetry_defaults(settings, svc), class_deadlines_s=class_deadline_s(),
                      backend_inline=bool(svc.backend.thread_safe), batcher=DecideBatcher(svc), actor_hardware=hardware,
                      llm_meter=llm_meter, llm_energy_note=llm_note)
@@ -204,8 +198,8 @@ def create_app(settings: GatewaySettings, service: Optional[PolicyService] = Non
         try:
             yield
         finally:
-            if client is not None:
-                await client.aclose()
+            if upstream is not None:
+                await upstream.aclose()
             await asyncio.to_thread(svc.close)
 
     app = GatewayFastAPI(title="aolo gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)

@@ -1,12 +1,15 @@
 """Lean routes: the sidecar's hot paths served straight from the ASGI scope.
 
 A RAN integration calls ``/v1/decide`` and ``/v1/outcome`` once per LLM request, thousands of times
-a second; a decision itself costs ~0.1 ms. Through FastAPI's routing each call also paid for
+a second; a decision itself costs ~0.1 ms. ``/v1/chat/completions`` is lean too: every proxied
+request pays the gateway's own time on top of the LLM's (issue 21's target: 2 ms at the median). Through FastAPI's routing each call also paid for
 Starlette's exception middleware, the route's ``Request`` object, dependency solving for the
 ``Security`` scope check (``SecurityScopes``, ``Request``) and a ``Response`` object: a py-spy
 profile of the decide path under ``wrk`` put about a third of the server's CPU there. A lean route
-is a plain async function ``handler(gateway, body) -> JSON bytes``, dispatched by
-:class:`LeanRouteMiddleware` on the exact path, with what FastAPI did for it done here, the same way:
+is a plain async function ``handler(gateway, body, headers)`` returning the 200 answer's JSON bytes
+or a Starlette response (the proxy's answers, with their own status, headers or stream),
+dispatched by :class:`LeanRouteMiddleware` on the exact path, with what FastAPI did for it done
+here, the same way:
 
 * the body arrives already read under the size and time limits (:class:`.limits.BodyLimitMiddleware`
   sits outside this middleware and still counts every answer);
@@ -27,7 +30,10 @@ body with the same models), and :func:`.app.route_scopes` lists these routes wit
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Union
+
+from starlette.datastructures import Headers
+from starlette.responses import Response
 
 from .auth import authorize
 from .errors import APIError, error_response, internal_error, log
@@ -49,14 +55,14 @@ class LeanRoute:
     :param path: the exact path
     :param method: its one method
     :param scopes: the scopes a token needs (see :mod:`.auth`)
-    :param handler: ``await handler(gateway, body)`` -> the 200 answer's JSON bytes; raises
-        :class:`.errors.APIError` for anything else
+    :param handler: ``await handler(gateway, body, headers)`` -> the 200 answer's JSON bytes, or a
+        response that answers itself; raises :class:`.errors.APIError` for anything else
     """
 
     path: str
     method: str
     scopes: tuple[str, ...]
-    handler: Callable[[Any, bytes], Awaitable[bytes]]
+    handler: Callable[[Any, bytes, Headers], Awaitable[Union[bytes, Response]]]
 
 
 class LeanRouteMiddleware:
@@ -91,13 +97,16 @@ class LeanRouteMiddleware:
                     break
             authorize(starlette_app.state.tokens, authorization, route.scopes)
             message = await receive()
-            data = await route.handler(starlette_app.state.gateway, message.get("body", b""))
+            data = await route.handler(starlette_app.state.gateway, message.get("body", b""), Headers(scope=scope))
         except APIError as e:
             await error_response(route.path, e)(scope, receive, send)
             return
         except Exception:  # a bug: logged with its traceback, answered as every route's 500
             log.exception("%s %s failed", scope["method"], route.path)
             await internal_error()(scope, receive, send)
+            return
+        if isinstance(data, Response):
+            await data(scope, receive, send)
             return
         await send({"type": "http.response.start", "status": 200,
                     "headers": [_JSON_HEADERS, (b"content-length", b"%d" % len(data))]})

@@ -4,7 +4,8 @@
     GET  /v1/models             the upstream's model list
 
 For each chat request: telemetry from headers or ``metadata`` (:mod:`.directive`), one decision,
-the level's instruction and cap applied, the request forwarded with httpx, output tokens taken from
+the level's instruction and cap applied, the request forwarded through httpx's transport
+(:mod:`.upstream`), output tokens taken from
 the upstream's ``usage`` (asked for on streams with ``stream_options.include_usage``; without it,
 one token per streamed content chunk, and the ledger row says ``counted_chunks``), the request
 priced by the one carbon model and its ledger row committed before the answer ends. The answer
@@ -17,6 +18,9 @@ OpenAI-style 502 or 504, or on a stream already under way an SSE ``error`` event
 nothing is billed, and each is counted in ``aolo_upstream_errors_total{kind}``. An upstream 4xx
 (a bad model name, a context too long) is passed through as it is, unbilled. A client that leaves
 mid-stream is not billed either.
+
+``/v1/chat/completions`` is a lean route (:mod:`.lean`: the same token check, body limits and error
+shapes, without FastAPI's per-request routing); ``/v1/models`` is an ordinary FastAPI route.
 """
 
 from __future__ import annotations
@@ -31,16 +35,19 @@ import httpx
 from fastapi import APIRouter, Request, Security
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import Headers
 
-from ..ledger import DuplicateRequestError, LedgerError, LedgerRow
+from ..ledger import DuplicateRequestError, LedgerError, LedgerRow, LedgerWrite
 from ..service import Served, ServiceError
 from .auth import require_scopes
-from .directive import apply_directive, chat_telemetry, estimate_prompt_tokens
+from .directive import TELEMETRY_INPUTS, apply_directive, chat_telemetry, estimate_prompt_tokens
 from .errors import APIError, log, openai_error_body, validation_message
+from .lean import LeanRoute
 from .settings import MAX_TOKENS_BOUND
 from .sidecar import committed, parse_json
+from .upstream import json_bytes
 
-__all__ = ["ChatRequest", "aolo_summary", "router"]
+__all__ = ["ROUTES", "ChatRequest", "aolo_summary", "chat_completions", "router"]
 
 router = APIRouter()
 
@@ -120,12 +127,16 @@ def _decision_headers(served: Served) -> dict[str, str]:
     return {"X-Aolo-Request-Id": d.request_id, "X-Aolo-Level": d.level, "X-Aolo-Tx-Power-W": f"{d.tx_power_w:.6g}"}
 
 
-async def _decide(request: Request) -> tuple[Any, dict[str, Any], Served]:
-    """Validate, find the telemetry, decide; returns (gateway, forwarded body, decision)."""
-    gw = request.app.state.gateway
-    if gw.client is None:
+def _upstream(gw: Any) -> Any:
+    if gw.upstream is None:
         raise APIError(503, "no upstream configured (aolo serve BUNDLE --upstream URL)", code="no_upstream")
-    data = parse_json(await request.body())
+    return gw.upstream
+
+
+async def _decide(gw: Any, raw: bytes, headers: Headers) -> tuple[dict[str, Any], Served]:
+    """Validate, find the telemetry, decide; returns (forwarded body, decision)."""
+    _upstream(gw)
+    data = parse_json(raw)
     if not isinstance(data, dict):
         raise APIError(422, "(root): must be a JSON object", "(root)")
     try:
@@ -141,10 +152,11 @@ async def _decide(request: Request) -> tuple[Any, dict[str, Any], Served]:
         raise APIError(422, message, field) from None
     if len(req.messages) > gw.settings.max_messages:
         raise APIError(422, f"messages: at most {gw.settings.max_messages}, got {len(req.messages)}", "messages")
-    messages = [m.model_dump(exclude_none=False) for m in req.messages]
-    tel = chat_telemetry(request.headers, req.metadata, gw.telemetry_defaults, gw.class_deadlines_s,
-                         estimate_prompt_tokens(messages))
-    if gw.service.ledger.find_recorded([tel.request_id]) is not None:  # a primary-key lookup: microseconds
+    tel = chat_telemetry(headers, req.metadata, gw.telemetry_defaults, gw.class_deadlines_s,
+                         estimate_prompt_tokens(data["messages"]))  # the validated messages, as they came
+    header, key = TELEMETRY_INPUTS["request_id"]
+    client_id = header in headers or (req.metadata is not None and key in req.metadata)  # else a fresh uuid4
+    if client_id and gw.service.ledger.find_recorded([tel.request_id]) is not None:  # a primary-key lookup
         raise APIError(409, f"request_id {tel.request_id!r} is already in the ledger", "request_id")
     t0 = time.perf_counter()
     try:
@@ -164,7 +176,7 @@ async def _decide(request: Request) -> tuple[Any, dict[str, Any], Served]:
         else:
             body.pop("metadata")
     body = apply_directive(body, gw.settings.directives.level(d.level))
-    return gw, body, served
+    return body, served
 
 
 def _non_finite(obj: Any, path: str = "") -> Optional[str]:
@@ -201,12 +213,13 @@ def _measure_stop(gw: Any, served: Served) -> None:
         gw.llm_meter.cancel(_meter_key(served))
 
 
-async def _bill(gw: Any, served: Served, prompt_tokens: int, output_tokens: int, source: str, payload_bytes: int,
-                upstream_s: float) -> LedgerRow:
-    """Price the answer and commit its ledger row; with a meter, its LLM energy is its measured
-    share of the upstream GPUs' energy (:mod:`aolo.runtime.llm_energy`).
+def _bill(gw: Any, served: Served, prompt_tokens: int, output_tokens: int, source: str, payload_bytes: int,
+          upstream_s: float) -> tuple[LedgerRow, LedgerWrite]:
+    """Price the answer and queue its ledger row; with a meter, its LLM energy is its measured
+    share of the upstream GPUs' energy (:mod:`aolo.runtime.llm_energy`). The caller builds its
+    answer while the writer commits, then waits in :func:`_settle` before sending it.
 
-    :raises APIError: 409 the id reached the ledger meanwhile, 503 the ledger cannot write
+    :raises APIError: 503 the ledger cannot write
     """
     measured_j = None
     if gw.llm_meter is not None:
@@ -222,6 +235,14 @@ async def _bill(gw: Any, served: Served, prompt_tokens: int, output_tokens: int,
         write = gw.service.record_served_begin(row)
     except LedgerError as e:
         raise APIError(503, f"ledger: {e}") from None
+    return row, write
+
+
+async def _settle(gw: Any, row: LedgerRow, write: LedgerWrite) -> None:
+    """Wait until the row of :func:`_bill` is committed.
+
+    :raises APIError: 409 the id reached the ledger meanwhile, 503 the ledger cannot write
+    """
     await committed(write)
     if isinstance(write.error, DuplicateRequestError):
         raise APIError(409, str(write.error), "request_id")
@@ -229,31 +250,32 @@ async def _bill(gw: Any, served: Served, prompt_tokens: int, output_tokens: int,
         log.error("ledger write failed: %s", write.error)
         raise APIError(503, f"ledger: {write.error}")
     gw.metrics.count_row(row)
-    gw.metrics.output_tokens.labels(row.level).inc(output_tokens)
-    return row
+    gw.metrics.output_tokens.labels(row.level).inc(row.output_tokens)
 
 
 def _content_bytes(text: Any) -> int:
     return len(text.encode()) if isinstance(text, str) else 0
 
 
-@router.post("/v1/chat/completions", dependencies=[Security(require_scopes, scopes=["serve"])])
-async def chat_completions(request: Request) -> Response:
-    """Decide, apply the directive, forward, price, record; see the module docstring."""
-    gw, body, served = await _decide(request)
+async def chat_completions(gw: Any, raw: bytes, headers: Headers) -> Response:
+    """``POST /v1/chat/completions`` (lean): decide, apply the directive, forward, price, record;
+    see the module docstring."""
+    body, served = await _decide(gw, raw, headers)
     if body.get("stream"):
         return await _stream(gw, body, served)
-    t0 = time.perf_counter()
     _measure_start(gw, served)
     try:
-        return await _plain(gw, body, served, t0)
+        return await _plain(gw, body, served)
     finally:
         _measure_stop(gw, served)  # billed answers were finished in _bill; this ends the others
 
 
-async def _plain(gw: Any, body: dict[str, Any], served: Served, t0: float) -> Response:
+async def _plain(gw: Any, body: dict[str, Any], served: Served) -> Response:
+    content = json_bytes(body)
+    t0 = time.perf_counter()  # the upstream's time: from sending the request to its answer's last byte
     try:
-        resp = await gw.client.post("/chat/completions", json=body)
+        resp = await gw.upstream.send("POST", "chat/completions", content)
+        await resp.aread()
     except httpx.HTTPError as e:
         raise _transport_fault(gw, e) from None
     upstream_s = time.perf_counter() - t0
@@ -275,12 +297,14 @@ async def _plain(gw: Any, body: dict[str, Any], served: Served, t0: float) -> Re
     source = "usage"
     if output_tokens is None:  # no usage: estimate from the text, and say so
         output_tokens, source = max(0, round(payload_bytes / 4.0)), "estimated_chars"
-    row = await _bill(gw, served, prompt_tokens, output_tokens, source, payload_bytes, upstream_s)
-    gw.metrics.proxied.labels(row.level, "false").inc()
+    row, write = _bill(gw, served, prompt_tokens, output_tokens, source, payload_bytes, upstream_s)
     headers = {**_decision_headers(served), "X-Aolo-Carbon-G": f"{row.total_g:.6g}",
                "X-Aolo-Carbon-Kinds": _kinds_header(row)}
-    return Response(_with_aolo(resp.content, answer, aolo_summary(row)), media_type="application/json",
-                    headers=headers)
+    response = Response(_with_aolo(resp.content, answer, aolo_summary(row)), media_type="application/json",
+                        headers=headers)
+    await _settle(gw, row, write)  # nothing is sent before the row is committed
+    gw.metrics.proxied.labels(row.level, "false").inc()
+    return response
 
 
 def _with_aolo(content: bytes, answer: dict[str, Any], summary: dict[str, Any]) -> bytes:
@@ -300,10 +324,11 @@ def _sse(obj: Any) -> bytes:
 async def _stream(gw: Any, body: dict[str, Any], served: Served) -> Response:
     client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     body = {**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
+    content = json_bytes(body)
     t0 = time.perf_counter()
     _measure_start(gw, served)
     try:
-        resp = await gw.client.send(gw.client.build_request("POST", "/chat/completions", json=body), stream=True)
+        resp = await gw.upstream.send("POST", "chat/completions", content)
     except httpx.HTTPError as e:
         _measure_stop(gw, served)
         raise _transport_fault(gw, e) from None
@@ -363,13 +388,15 @@ async def _stream(gw: Any, body: dict[str, Any], served: Served) -> Response:
             else:
                 tokens, source, prompt = chunks, "counted_chunks", served.telemetry.prompt_tokens
             try:
-                row = await _bill(gw, served, prompt, tokens, source, payload_bytes, upstream_s)
+                row, write = _bill(gw, served, prompt, tokens, source, payload_bytes, upstream_s)
+                final = _sse({"id": last.get("id"), "object": "chat.completion.chunk", "created": last.get("created"),
+                              "model": last.get("model"), "choices": [], "aolo": aolo_summary(row)})
+                await _settle(gw, row, write)
             except APIError as e:
                 yield _sse(openai_error_body(e.status, e.message, e.field, e.code))
                 return
             gw.metrics.proxied.labels(row.level, "true").inc()
-            yield _sse({"id": last.get("id"), "object": "chat.completion.chunk", "created": last.get("created"),
-                        "model": last.get("model"), "choices": [], "aolo": aolo_summary(row)})
+            yield final
             yield b"data: [DONE]\n\n"
         except _StreamFault as e:
             gw.metrics.upstream_errors.labels(e.kind).inc()
@@ -396,10 +423,9 @@ class _StreamFault(Exception):
 async def models(request: Request) -> Response:
     """The upstream's model list, as it is."""
     gw = request.app.state.gateway
-    if gw.client is None:
-        raise APIError(503, "no upstream configured (aolo serve BUNDLE --upstream URL)", code="no_upstream")
     try:
-        resp = await gw.client.get("/models")
+        resp = await _upstream(gw).send("GET", "models")
+        await resp.aread()
     except httpx.HTTPError as e:
         raise _transport_fault(gw, e) from None
     if resp.status_code >= 500:
@@ -409,3 +435,6 @@ async def models(request: Request) -> Response:
     except ValueError:
         raise _upstream_fault(gw, "malformed", 502, "the model list is not JSON") from None
     return Response(resp.content, status_code=resp.status_code, media_type="application/json")
+
+
+ROUTES = (LeanRoute("/v1/chat/completions", "POST", ("serve",), chat_completions),)

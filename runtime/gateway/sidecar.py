@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from starlette.datastructures import Headers
 
 from ..ledger import DuplicateRequestError, LedgerError, LedgerWrite, UnknownRowError
 from ..service import Outcome, PendingFullError, ServiceError, Telemetry, UnknownRequestError
@@ -110,7 +111,7 @@ def _batch(data: Any, max_batch: int) -> tuple[list[Telemetry], bool]:
         raise APIError(422, message, field) from None
 
 
-async def decide(gw: Any, body: bytes) -> bytes:
+async def decide(gw: Any, body: bytes, headers: Headers) -> bytes:
     """``POST /v1/decide``: decide one request or a batch; the decisions wait in the ledger for
     their outcomes."""
     batch, single = _batch(parse_json(body), gw.settings.max_batch)
@@ -143,7 +144,7 @@ def _model(model: type[BaseModel], body: bytes) -> Any:
         raise APIError(422, message, field) from None
 
 
-async def outcome(gw: Any, body: bytes) -> bytes:
+async def outcome(gw: Any, body: bytes, headers: Headers) -> bytes:
     """``POST /v1/outcome``: record one outcome; returns the committed ledger row (J, g, s, W)."""
     out: Outcome = _model(Outcome, body)
     try:
@@ -164,7 +165,7 @@ async def outcome(gw: Any, body: bytes) -> bytes:
     return _json(row.to_dict())
 
 
-async def feedback(gw: Any, body: bytes) -> bytes:
+async def feedback(gw: Any, body: bytes, headers: Headers) -> bytes:
     """``POST /v1/feedback``: a client's quality for a served request; replaces the expected
     quality in its ledger row and in the rolling window the policy's quality slack comes from."""
     fb: Feedback = _model(Feedback, body)
