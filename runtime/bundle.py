@@ -669,9 +669,25 @@ class PolicyBundle:
         :raises BundleError: neither target, or a file that is not a finite (n, obs_dim) float32
             ``.npy`` array with 1 <= n <= MAX_RECORDED_OBS (named)
         """
+        target = OBSERVATIONS_TARGET if OBSERVATIONS_TARGET in self.manifest.files else BOX_OBSERVATIONS_TARGET
+        return self._read_observations(target)
+
+    def scenario_observations(self) -> np.ndarray | None:
+        """The training scenario's observations recorded by export (``observations``), (n, obs_dim)
+        float32, read and checked as :meth:`recorded_observations` reads them; None for a bundle
+        without them (its contract-box draw is not the scenario's, so energy and spike rates are
+        never estimated from it).
+
+        :raises BundleError: a file that is not a finite (n, obs_dim) float32 ``.npy`` array with
+            1 <= n <= MAX_RECORDED_OBS, or that does not match its manifest entry (named)
+        """
+        return self._read_observations(OBSERVATIONS_TARGET) if OBSERVATIONS_TARGET in self.manifest.files else None
+
+    def _read_observations(self, target: str) -> np.ndarray:
+        """``target``'s observations: hash-checked bytes, parsed without pickle, shape, dtype and
+        finiteness checked (:raises BundleError: naming the file)."""
         import io
 
-        target = OBSERVATIONS_TARGET if OBSERVATIONS_TARGET in self.manifest.files else BOX_OBSERVATIONS_TARGET
         path = self.file(target)
         try:
             obs = np.load(io.BytesIO(self.read_verified(target)), allow_pickle=False)

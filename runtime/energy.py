@@ -224,11 +224,16 @@ ONNX Runtime and the numpy reference run on the base station's CPU."""
 
 def bundle_op_counts(bundle) -> OpCounts | None:
     """A bundle's op counts: the manifest's, else counted on its bundled observations, else (for an
-    ANN, whose MACs need no observations) on a zero observation; None when none can be had."""
+    ANN, whose MACs need no observations) on a zero observation; None when none can be had.
+
+    :raises BundleError: an observations file that is not a finite (n, obs_dim) float32 array
+        (read by :meth:`aolo.runtime.bundle.PolicyBundle.scenario_observations`)
+    """
     if bundle.manifest.op_counts.get("kind") in ("snn", "ann"):
         return op_counts_from_dict(bundle.manifest.op_counts)
-    if "observations" in bundle.targets:
-        return count_ops(bundle.spec, np.load(bundle.file("observations")))
+    obs = bundle.scenario_observations()
+    if obs is not None:
+        return count_ops(bundle.spec, obs)
     if bundle.spec.kind == "ann":
         return count_ops(bundle.spec, np.zeros((1, bundle.spec.obs_dim), np.float32))
     return None

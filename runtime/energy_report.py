@@ -50,8 +50,8 @@ class BundleEnergy:
 
 
 def _observations(bundle, n_obs: int) -> np.ndarray:
-    if "observations" in bundle.targets:
-        obs = np.load(bundle.file("observations"))
+    obs = bundle.scenario_observations()
+    if obs is not None:
         return obs[:n_obs]
     raise ValueError(f"{bundle.path}: the bundle carries no representative observations (re-export it with aolo export)")
 
@@ -63,6 +63,9 @@ def measure_bundle(path: str | Path, hardware: tuple[str, ...] = HARDWARE, n_obs
     :param n_obs: observations to run (spiking actors: through one persistent Lava network)
     :param use_lava: count spikes on Lava (the chip model); False uses the numpy reference,
         which export proved spike-identical
+    :raises BundleError: an unusable bundle, or an observations file that is not a finite
+        (n, obs_dim) float32 array (one line naming it)
+    :raises ValueError: a bundle without the scenario's observations
     """
     from .backends import make_backend
     from .bundle import PolicyBundle

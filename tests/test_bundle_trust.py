@@ -186,3 +186,25 @@ def test_recorded_observations_must_be_a_plain_finite_array(tmp_path):
     rehash(path, "observations")
     with pytest.raises(BundleError, match=r"observations\.npy: not a numpy \.npy array"):
         PolicyBundle.load(path).recorded_observations()
+
+
+@pytest.mark.parametrize("crafted, named", [
+    (np.array([{"a": 1}], dtype=object), r"not a numpy \.npy array"),
+    (np.zeros((4, 3), np.float32), r"expected \(n, 15\) float32"),
+    (np.zeros((4, 15), np.float64), r"expected \(n, 15\) float32"),
+])
+def test_actor_energy_reads_the_observations_through_the_bundles_checked_reader(tmp_path, crafted, named):
+    """``bundle_op_counts`` (the ledger's actor energy) and ``aolo energy`` read ``observations.npy``
+    as the runtime does: a crafted file is one line naming it, never a traceback."""
+    from aolo.runtime.energy import bundle_op_counts
+    from aolo.runtime.energy_report import measure_bundle
+
+    path = make_bundle(tmp_path)  # its manifest's op counts have no kind: they are counted on the file
+    np.save(path / "observations.npy", crafted, allow_pickle=crafted.dtype == object)
+    rehash(path, "observations")
+    bundle = PolicyBundle.load(path)
+    with pytest.raises(BundleError, match=rf"observations\.npy: {named}"):
+        bundle_op_counts(bundle)
+    with pytest.raises(BundleError, match=rf"observations\.npy: {named}"):
+        measure_bundle(path, hardware=("server-cpu",), use_lava=False)
+    _one_line_exit_2(_cli("energy", str(path), "--no-lava", "--hardware", "server-cpu"), "observations.npy")
