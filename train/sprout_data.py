@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -100,6 +101,33 @@ def _class_index(row: CsvRow) -> int:
     return CLASS_INDEX[name]
 
 
+def _read_columns(path: Path, columns: tuple[str, ...], parse: Callable[[CsvRow], Mapping[str, Any] | None],
+                  dtypes: Mapping[str, type], empty: str) -> dict[str, np.ndarray]:
+    """The rows of one of Sprout's CSV files as columns (both readers): ``task_class`` (int64),
+    ``prompt_sha1`` (str) and ``line`` (int64) of every row that ``parse`` keeps, beside the fields
+    it returns.
+
+    :param parse: a row's own fields, checked (raising ``row.error``), or None to skip the row
+    :param dtypes: numpy dtype of each field ``parse`` returns
+    :param empty: what the file lacks when no row is kept (the error's text after the path)
+    :raises RequestDataError: naming the file, line and column of a bad cell, or the file when no row is kept
+    """
+    lists: dict[str, list] = {name: [] for name in ("task_class", "prompt_sha1", "line", *dtypes)}
+    for row in read_csv_rows(path, columns, error=RequestDataError):
+        fields = parse(row)
+        if fields is None:
+            continue
+        for name, value in fields.items():
+            lists[name].append(value)
+        lists["task_class"].append(_class_index(row))
+        lists["prompt_sha1"].append(row.text("prompt_sha1"))
+        lists["line"].append(row.line)
+    if not lists["line"]:
+        raise RequestDataError(f"{path}: {empty}")
+    types = {"task_class": np.int64, "prompt_sha1": None, "line": np.int64, **dtypes}
+    return {name: np.array(values, dtype=types[name]) for name, values in lists.items()}
+
+
 def read_sprout_requests(path: str | Path) -> SproutMeasurements:
     """Read the Llama-2-13B-chat rows (L0, L1, L2) of Sprout's ``requests.csv``; ``7B`` rows are skipped.
 
@@ -110,39 +138,21 @@ def read_sprout_requests(path: str | Path) -> SproutMeasurements:
     :raises RequestDataError: naming the file, line and column of a missing column, an unknown
         dataset or level, or a bad number
     """
-    path = Path(path)
-    cls_l: list[int] = []
-    sha_l: list[str] = []
-    lv_l: list[int] = []
-    tok_l: list[float] = []
-    e_l: list[float] = []
-    lat_l: list[float] = []
-    line_l: list[int] = []
-    for row in read_csv_rows(path, REQUESTS_COLUMNS, error=RequestDataError):
+
+    def parse(row: CsvRow) -> dict[str, Any] | None:
         level = row.text("level")
         if level in OTHER_MODEL_LEVELS:
-            continue
+            return None
         if level not in LEVEL_INDEX:
             raise row.error("level", f"{level!r} is not one of L0, L1, L2, 7B")
-        tok_l.append(row.number("output_tokens", allow_empty=True))
-        e_l.append(row.number("energy_wh"))
-        lat_l.append(row.number("latency_s"))
-        cls_l.append(_class_index(row))
-        sha_l.append(row.text("prompt_sha1"))
-        lv_l.append(LEVEL_INDEX[level])
-        line_l.append(row.line)
-    if not cls_l:
-        raise RequestDataError(f"{path}: no Llama-2-13B rows (levels L0, L1, L2)")
-    return SproutMeasurements(
-        path=path,
-        task_class=np.array(cls_l, dtype=np.int64),
-        prompt_sha1=np.array(sha_l),
-        level=np.array(lv_l, dtype=np.int64),
-        output_tokens=np.array(tok_l, dtype=np.float64),
-        energy_j=wh_to_j(e_l),
-        latency_s=np.array(lat_l, dtype=np.float64),
-        line=np.array(line_l, dtype=np.int64),
-    )
+        return {"level": LEVEL_INDEX[level], "output_tokens": row.number("output_tokens", allow_empty=True),
+                "energy_wh": row.number("energy_wh"), "latency_s": row.number("latency_s")}
+
+    path = Path(path)
+    cols = _read_columns(path, REQUESTS_COLUMNS, parse, {"level": np.int64, "output_tokens": np.float64,
+                                                          "energy_wh": np.float64, "latency_s": np.float64},
+                         "no Llama-2-13B rows (levels L0, L1, L2)")
+    return SproutMeasurements(path=path, energy_j=wh_to_j(cols.pop("energy_wh")), **cols)
 
 
 def read_sprout_judgements(path: str | Path) -> SproutJudgements:
@@ -152,28 +162,17 @@ def read_sprout_judgements(path: str | Path) -> SproutJudgements:
     :return: one entry per row
     :raises RequestDataError: naming the file, line and column of a missing column or a bad value
     """
-    path = Path(path)
-    cls_l: list[int] = []
-    sha_l: list[str] = []
-    pref_l: list[int] = []
-    line_l: list[int] = []
-    for row in read_csv_rows(path, JUDGEMENTS_COLUMNS, error=RequestDataError):
+
+    def parse(row: CsvRow) -> dict[str, Any]:
         pref = row.text("preferred_level")
         if pref not in LEVEL_INDEX:
             raise row.error("preferred_level", f"{pref!r} is not one of L0, L1, L2")
-        cls_l.append(_class_index(row))
-        sha_l.append(row.text("prompt_sha1"))
-        pref_l.append(LEVEL_INDEX[pref])
-        line_l.append(row.line)
-    if not cls_l:
-        raise RequestDataError(f"{path}: no judgement rows after the header")
-    return SproutJudgements(
-        path=path,
-        task_class=np.array(cls_l, dtype=np.int64),
-        prompt_sha1=np.array(sha_l),
-        preferred_level=np.array(pref_l, dtype=np.int64),
-        line=np.array(line_l, dtype=np.int64),
-    )
+        return {"preferred_level": LEVEL_INDEX[pref]}
+
+    path = Path(path)
+    cols = _read_columns(path, JUDGEMENTS_COLUMNS, parse, {"preferred_level": np.int64},
+                         "no judgement rows after the header")
+    return SproutJudgements(path=path, **cols)
 
 
 def imputation_energy_per_token_j(measurements: SproutMeasurements) -> np.ndarray:
