@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -16,23 +15,9 @@ from aolo.runtime.actor_spec import ActorSpec
 from aolo.train.actor_export import actor_spec_from_policy, export_onnx
 from aolo.train.sac_policy import make_sac
 
+from test_popsan_actor import ACT_DIM, OBS_DIM, UnitBoxEnv
+
 torch.set_num_threads(1)  # 2-core machine shared with other test runs
-
-OBS_DIM, ACT_DIM = 13, 2
-
-
-class UnitBoxEnv(gym.Env):
-    """Constant env with aolo's shapes: Box(13) observations, [-1, 1]^2 actions."""
-
-    observation_space = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
-    action_space = gym.spaces.Box(-1.0, 1.0, (ACT_DIM,), np.float32)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return np.zeros(OBS_DIM, np.float32), {}
-
-    def step(self, action):
-        return np.zeros(OBS_DIM, np.float32), 0.0, False, False, {}
 
 
 def random_obs(n: int, seed: int) -> np.ndarray:

@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aolo.runtime.actor_spec import ActorSpec, CubaLIF, Linear, PopulationDecoder, PopulationEncoder, Tanh
+from aolo.runtime.actor_spec import ActorSpec
 from aolo.runtime.fixed_point import FixedPointActor, FixedPointLayer
+
+from test_fixed_point import observations, random_spiking_spec
 
 pytest.importorskip("lava", reason="lava-nc is not installed (the 'aolo[lava]' extra)")
 
@@ -20,25 +22,6 @@ from aolo.runtime.backends.lava import LavaActorNetwork  # noqa: E402
 pytestmark = pytest.mark.xdist_group("test_lava_backend")  # one xdist worker: its module fixtures build two Lava networks once
 
 N_DECISIONS = 200
-
-
-def random_spiking_spec(seed: int = 0, obs_dim: int = 8, pop: int = 10, hidden: tuple[int, ...] = (64, 64),
-                        act_dim: int = 2, out_pop: int = 10, timesteps: int = 5) -> ActorSpec:
-    """A PopSAN-shaped actor with random weights and per-neuron decays/thresholds, 10-25% firing."""
-    rng = np.random.default_rng(seed)
-    nodes: list = [PopulationEncoder(mean=np.tile(np.linspace(-1, 1, pop), (obs_dim, 1)),
-                                     std=np.full((obs_dim, pop), 0.3))]
-    n_in = obs_dim * pop
-    for n in (*hidden, act_dim * out_pop):
-        nodes.append(Linear(rng.normal(0.0, 1.2 / np.sqrt(n_in), (n, n_in))))
-        nodes.append(CubaLIF(rng.uniform(0.5, 0.95, n), rng.uniform(0.6, 0.95, n), rng.uniform(0.8, 1.2, n)))
-        n_in = n
-    nodes += [PopulationDecoder(rng.normal(0.0, 1.0, (act_dim, out_pop)), rng.normal(0.0, 0.1, act_dim)), Tanh()]
-    return ActorSpec("snn", obs_dim, act_dim, nodes, timesteps=timesteps)
-
-
-def observations(n: int, obs_dim: int = 8, seed: int = 1) -> np.ndarray:
-    return np.random.default_rng(seed).uniform(-1, 1, (n, obs_dim)).astype(np.float32)
 
 
 def _children() -> set[int]:
