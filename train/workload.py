@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -92,6 +92,20 @@ def _daily_dirichlet(seed: int, day: int, alpha: np.ndarray) -> np.ndarray:
     """The class mix of one day: Dirichlet(alpha) from a generator keyed by (seed, tag, day)."""
     rng = np.random.default_rng([seed, MIX_STREAM_TAG, day])
     return rng.dirichlet(alpha)
+
+
+def _daily_mixes(day: np.ndarray, seed: int, base_mix: np.ndarray, concentration: Callable[[int], float],
+                 cache: dict[int, np.ndarray]) -> np.ndarray:
+    """The class mix of each local day in ``day`` (any shape of int), ``day.shape + (6,)``: day ``d``'s
+    is ``Dirichlet(concentration(d) * base_mix)`` (:func:`_daily_dirichlet`), drawn once and kept in
+    ``cache`` (both workloads)."""
+    days, inverse = np.unique(day, return_inverse=True)
+    table = []
+    for d in days.reshape(-1).tolist():
+        if d not in cache:
+            cache[d] = _daily_dirichlet(seed, d, concentration(d) * base_mix)
+        table.append(cache[d])
+    return np.stack(table)[inverse.reshape(day.shape)]
 
 
 def _check_mix(mix: np.ndarray, name: str) -> np.ndarray:
@@ -164,16 +178,7 @@ class DiurnalWorkload:
         day = (self.start_hour_of_day + h) // 24
         if self.mix_concentration is None:
             return np.broadcast_to(self.base_mix, day.shape + (N_CLASSES,)).copy()
-        days, inverse = np.unique(day, return_inverse=True)
-        table = np.stack([self._day_mix(int(d)) for d in days.reshape(-1)])
-        return table[inverse.reshape(day.shape)]
-
-    def _day_mix(self, day: int) -> np.ndarray:
-        mix = self._mix_cache.get(day)
-        if mix is None:
-            mix = _daily_dirichlet(self.seed, day, self.mix_concentration * self.base_mix)
-            self._mix_cache[day] = mix
-        return mix
+        return _daily_mixes(day, self.seed, self.base_mix, lambda d: self.mix_concentration, self._mix_cache)
 
 
 def read_pai_hourly_jobs(path: str | Path) -> np.ndarray:
@@ -316,16 +321,7 @@ class PaiTraceWorkload:
         :return: ``hour.shape + (6,)`` float64, rows sum to 1
         """
         day = self.trace_hour(hour) // 24
-        days, inverse = np.unique(day, return_inverse=True)
-        table = np.stack([self._day_mix(int(d)) for d in days.reshape(-1)])
-        return table[inverse.reshape(day.shape)]
-
-    def _day_mix(self, day: int) -> np.ndarray:
-        mix = self._mix_cache.get(day)
-        if mix is None:
-            mix = _daily_dirichlet(self.seed, day, self.day_concentration[day] * self.base_mix)
-            self._mix_cache[day] = mix
-        return mix
+        return _daily_mixes(day, self.seed, self.base_mix, lambda d: self.day_concentration[d], self._mix_cache)
 
 
 # ---------------------------------------------------------------------------------------------
