@@ -8,11 +8,11 @@ with the reason, when it is absent.
 ``make test`` runs the suite on two pytest-xdist workers, each file on one worker (``--dist
 loadfile``), so a file's expensive fixtures are built once; they are session-scoped, since a worker
 may interleave files and would build a module fixture again each time its file's tests resume.
-:func:`tiny_sdrl_run` is built once per worker that needs it. The ``xdist_group`` marks
-(:data:`TINY_SDRL_RUN_GROUP`) say which tests share what; ``--dist loadgroup`` would honour them,
-but with pytest 9.2 and xdist 3.8 it did not (a group's fixture was built on both workers).
+:func:`tiny_sdrl_run`, which two files take, is trained once for the whole session (a file lock
+in the session's shared temporary folder). The ``xdist_group`` marks of some files say which of
+their tests share what; ``--dist loadgroup`` would honour them, but with pytest 9.2 and xdist 3.8
+it did not (a group's fixture was built on both workers).
 """
-
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,21 +31,33 @@ def tiny_model() -> ServiceModel:
     return ServiceModel(get_scenario("tiny"))
 
 
-TINY_SDRL_RUN_GROUP = pytest.mark.xdist_group("tiny_sdrl_run")
-"""Mark of the tests that take :func:`tiny_sdrl_run`: one xdist worker trains it for all of them."""
-
-
-@pytest.fixture(scope="session")
-def tiny_sdrl_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A trained SDRL run on the tiny scenario (1,200 steps on 4 base stations, 200 updates), for
-    tests that load, evaluate, compare or export a run; they must not write into it."""
+def _train_tiny_sdrl_run(out_dir: Path) -> Path:
     from aolo.train.train_config import TrainConfig
     from aolo.train.training import train
 
     config = TrainConfig(algo="sdrl", scenario="tiny", steps=1_200, n_envs=4, learning_starts=400, batch_size=64,
-                         eval_every_steps=0, eval_n_bs=2, eval_seeds=(501,), log_every_steps=400,
-                         out_dir=str(tmp_path_factory.mktemp("tiny_sdrl_run")))
+                         eval_every_steps=0, eval_n_bs=2, eval_seeds=(501,), log_every_steps=400, out_dir=str(out_dir))
     return train(config, show_progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_sdrl_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """A trained SDRL run on the tiny scenario (1,200 steps on 4 base stations, 200 updates), for
+    tests that load, evaluate, compare or export a run; they must not write into it.
+
+    Trained once per session: under pytest-xdist, the first worker to need it trains it into the
+    folder the workers share while holding a file lock, and the other reads where it is
+    (pytest-xdist's recipe for a session fixture that runs once; ``filelock`` is its lock)."""
+    if worker_id == "master":  # no xdist
+        return _train_tiny_sdrl_run(tmp_path_factory.mktemp("tiny_sdrl_run"))
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent
+    where = shared / "tiny_sdrl_run.path"
+    with FileLock(f"{where}.lock"):
+        if not where.is_file():
+            where.write_text(str(_train_tiny_sdrl_run(shared / "tiny_sdrl_run")))
+        return Path(where.read_text())
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ from aolo.runtime.fixed_point import load_fixed_point
 from aolo.train.run import load_run
 from aolo.train.train_config import TrainConfig
 from aolo.train.training import train
-from conftest import TINY_SDRL_RUN_GROUP
 
 
 def _tiny_run(tmp_path_factory, algo: str):
@@ -20,9 +19,6 @@ def _tiny_run(tmp_path_factory, algo: str):
     config = TrainConfig(algo=algo, scenario="tiny", seed=5, steps=256, n_envs=4, learning_starts=128, batch_size=64,
                          eval_every_steps=0, eval_n_bs=1, eval_seeds=(9001,), out_dir=str(tmp_path_factory.mktemp(algo)))
     return train(config, show_progress=False)
-
-
-pytestmark = TINY_SDRL_RUN_GROUP
 
 
 @pytest.fixture(scope="session")

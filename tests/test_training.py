@@ -26,7 +26,6 @@ from aolo.train.simulator import ServiceModel
 from aolo.train.seeds import VALIDATION_SEEDS
 from aolo.train.train_config import PopSANConfig, TrainConfig
 from aolo.train.training import load_checkpoint, train
-from conftest import TINY_SDRL_RUN_GROUP
 
 torch.set_num_threads(1)  # 2-core machine shared with other test runs
 
@@ -40,7 +39,7 @@ def tiny_config(tmp_path: Path, **changes) -> TrainConfig:
 
 @pytest.fixture
 def sdrl_run(tiny_sdrl_run: Path) -> Path:
-    """conftest's session run (the tests that take it carry ``TINY_SDRL_RUN_GROUP``)."""
+    """conftest's session run (trained once for the session)."""
     return tiny_sdrl_run
 
 
@@ -269,7 +268,6 @@ def test_resume_continues_the_step_count_and_the_logs(tmp_path):
     assert [e["step"] for e in read_evaluations(run_dir)] == [400, 800, 1_200, 1_600]
 
 
-@TINY_SDRL_RUN_GROUP
 def test_a_loaded_run_acts_exactly_like_its_exported_actor_spec(sdrl_run):
     run = load_run(sdrl_run)
     obs = np.random.default_rng(1).uniform(-0.5, 1.5, (64, 15)).astype(np.float32)
@@ -288,7 +286,6 @@ def test_load_run_names_the_missing_file(tmp_path):
 
 
 # --- CLI -------------------------------------------------------------------------------------
-@TINY_SDRL_RUN_GROUP
 def test_evaluate_accepts_a_run_directory_as_a_policy(sdrl_run, tmp_path):
     out = tmp_path / "eval.json"
     result = CliRunner().invoke(app, ["evaluate", "--scenario", "tiny", "--policy", str(sdrl_run), "--seeds", "501",
@@ -347,7 +344,6 @@ def test_train_command_rejects_an_evaluation_seed_in_one_line(tmp_path):
     assert "Traceback" not in result.output
 
 
-@TINY_SDRL_RUN_GROUP
 def test_compare_aggregates_runs_beside_the_references_and_plots_curves(sdrl_run, tmp_path):
     png, js, qc = tmp_path / "curves.png", tmp_path / "cmp.json", tmp_path / "qc.png"
     result = CliRunner().invoke(app, ["compare", str(sdrl_run), "--seeds", "1001", "--n-bs", "2", "--out", str(png),
