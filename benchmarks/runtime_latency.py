@@ -1,10 +1,10 @@
 """Decision latency and throughput of the runtime: backends in process, and the HTTP server.
 
 In process, per backend: latency of one decision (batch 1) as p50 / p99, and decisions/s at
-batch 256. Over HTTP on loopback: decisions/s and latency p50 / p99 with ``--clients`` keep-alive
-client threads (stdlib http.client) against a server in its own process (so clients and server
-do not share a GIL), for single decisions, batches of 16, and decide + outcome pairs (an outcome
-commits to the SQLite ledger with synchronous=FULL before it is answered).
+batch 256 (``--batch``). Over HTTP on loopback: decisions/s and latency p50 / p99 with
+``--clients`` keep-alive client threads (stdlib http.client) against a server in its own process
+(so clients and server do not share a GIL), for single decisions, batches of 16, and decide +
+outcome pairs (an outcome commits to the SQLite ledger with synchronous=FULL before it is answered).
 
 Actors (random weights, the deployed shapes): an ANN as SAC's default actor (15 -> 256 -> 256 -> 2,
 ReLU, tanh) and an SNN as aolo's default PopSAN (10 neurons per observation dim, 64-64 CubaLIF,
@@ -14,10 +14,10 @@ this process never does) and is skipped when that is not installed.
 
 Targets: ONNX in-process p50 < 200 us for one decision; HTTP >= 1,000 decisions/s with p99 < 20 ms.
 
-    python benchmarks/runtime_latency.py [--clients 8] [--requests 500] [--no-lava] [--json out.json] [--smoke]
+    python benchmarks/runtime_latency.py [--clients 8] [--requests 500] [--batch 256] [--no-lava] [--json out.json] [--smoke]
 
-``--smoke`` runs every part with a handful of calls (a check that the benchmark runs; its figures
-and verdicts mean nothing).
+``--smoke`` runs every part with a handful of calls on batches of 4 (a check that the benchmark
+runs; its figures and verdicts mean nothing).
 """
 
 from __future__ import annotations
@@ -155,19 +155,20 @@ def time_calls(fn: Callable[[], Any], n: int, warmup: int) -> list[float]:
     return out
 
 
-def bench_backend(name: str, bundle: PolicyBundle, precision: str, n_single: int, n_batch: int) -> dict[str, Any]:
+def bench_backend(name: str, bundle: PolicyBundle, precision: str, n_single: int, n_batch: int,
+                  batch: int = 256) -> dict[str, Any]:
     backend = make_backend(name, bundle, precision=precision)
     rng = np.random.default_rng(0)
     try:
         obs1 = rng.normal(0, 1, (1, OBS_DIM)).astype(np.float32)
         single = time_calls(lambda: backend.decide(obs1), n_single, warmup=min(50, n_single))
-        obs256 = rng.normal(0, 1, (256, OBS_DIM)).astype(np.float32)
-        batch = time_calls(lambda: backend.decide(obs256), n_batch, warmup=1)
+        obs_batch = rng.normal(0, 1, (batch, OBS_DIM)).astype(np.float32)
+        batch_s = time_calls(lambda: backend.decide(obs_batch), n_batch, warmup=1)
     finally:
         backend.close()
     p50, p99 = _percentiles_us(single)
     return {"actor": bundle.manifest.actor_kind, "backend": name, "precision": precision, "single_p50_us": p50,
-            "single_p99_us": p99, "batch256_decisions_per_s": 256 / float(np.median(batch)),
+            "single_p99_us": p99, "batch": batch, "batch_decisions_per_s": batch / float(np.median(batch_s)),
             "threads": "1 intra-op" if name == "onnx" else ("numpy BLAS" if name == "reference" else "lava procs")}
 
 
@@ -305,7 +306,8 @@ def bench_http(bundle_path: Path, backend: str, clients: int, requests: int,
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--single", type=int, default=3000, help="single-decision calls per backend")
-    ap.add_argument("--batches", type=int, default=30, help="batch-256 calls per backend")
+    ap.add_argument("--batch", type=int, default=256, help="observations per batched call")
+    ap.add_argument("--batches", type=int, default=30, help="batched calls per backend (Lava: 2)")
     ap.add_argument("--clients", type=int, default=8, help="HTTP client threads")
     ap.add_argument("--requests", type=int, default=400, help="HTTP requests per client thread per mode")
     ap.add_argument("--no-lava", action="store_true", help="skip the Lava backend")
@@ -314,7 +316,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     n_lava_single, n_lava_persistent, n_lava_rebuild, n_service, n_warm = 300, 200, 10, 2000, 50
     if args.smoke:
-        args.single, args.batches, args.clients, args.requests = 20, 1, 2, 5
+        # batches of 4: a Lava network decides one observation at a time (about 25 ms each here), so
+        # the three batches of 256 it would run per precision took 40 of the smoke's 50 s
+        args.single, args.batch, args.batches, args.clients, args.requests = 20, 4, 1, 2, 5
         n_lava_single, n_lava_persistent, n_lava_rebuild, n_service, n_warm = 5, 5, 1, 20, 2
 
     from rich.console import Console
@@ -336,7 +340,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             lava = name == "lava"
             try:
                 rows.append(bench_backend(name, bundles[actor], precision, n_lava_single if lava else args.single,
-                                          2 if lava else args.batches))
+                                          min(2, args.batches) if lava else args.batches, args.batch))
             except BackendError as e:
                 console.print(f"({name}/{precision} skipped: {e})")
         results["in_process"] = rows
@@ -350,11 +354,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     base = next(r for r in rows if r["backend"] == "onnx" and r["actor"] == "ann")["single_p50_us"]
     t = Table(title=f"in-process decisions ({results['cpu_count']} CPUs; ONNX Runtime 1 intra-op thread)")
     for col in ("actor", "backend", "precision", "p50 single (us)", "p99 single (us)", "x ONNX-ANN p50",
-                "batch 256 (decisions/s)", "threads"):
+                f"batch {args.batch} (decisions/s)", "threads"):
         t.add_column(col, justify="left" if col in ("actor", "backend", "precision", "threads") else "right")
     for r in rows:
         t.add_row(r["actor"], r["backend"], r["precision"], f"{r['single_p50_us']:.1f}", f"{r['single_p99_us']:.1f}",
-                  f"{r['single_p50_us'] / base:.2f}", f"{r['batch256_decisions_per_s']:,.0f}", r["threads"])
+                  f"{r['single_p50_us'] / base:.2f}", f"{r['batch_decisions_per_s']:,.0f}", r["threads"])
     console.print(t)
     s = results["service"]
     console.print(f"{s['what']}: p50 {s['p50_us']:.1f} us, p99 {s['p99_us']:.1f} us")

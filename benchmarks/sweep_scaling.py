@@ -13,6 +13,7 @@ equal, number for number: a speed-up of a different computation would mean nothi
 
 The runs validate once at their end on one validation seed and one base station (periodic
 validation off), as ``benchmarks/train_throughput.py`` does, so that the runs' training dominates.
+``--smoke`` runs two of them (one per algorithm) for 200 steps on the tiny scenario.
 
 Usage: python benchmarks/sweep_scaling.py [--cpus N] [--steps 6000] [--scenario default]
        [--frontier-seeds 1001,1002] [--smoke]
@@ -63,13 +64,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--frontier-seeds", default="1001,1002", help="seeds of the LP frontier")
     parser.add_argument("--frontier-n-bs", type=int, default=8, help="base stations per frontier seed")
     parser.add_argument("--smoke", action="store_true",
-                        help="seconds of work on the tiny scenario (checks that the benchmark runs, times nothing)")
+                        help="seconds of work on the tiny scenario, one run per algorithm (checks that the benchmark "
+                             "runs, times nothing)")
     args = parser.parse_args(argv)
     margins = DEFAULT_MARGINS
     if args.smoke:
         args.scenario, args.steps, args.n_envs, args.learning_starts, args.batch_size, args.log_every = (
             "tiny", 200, 4, 50, 32, 100)
         args.frontier_seeds, args.frontier_n_bs, margins = "1001", 1, DEFAULT_MARGINS[::9]
+    runs = RUNS[::2] if args.smoke else RUNS  # smoke: sdrl and sac, seed 0 (a 2 x 1 grid)
     frontier_seeds = [int(s) for s in args.frontier_seeds.split(",")]
     import torch
 
@@ -83,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         base = base_config(args)
         t0 = time.perf_counter()
         sequential = {}
-        for algo, seed in RUNS:
+        for algo, seed in runs:
             config = sweep_from_dict({"base": base, "grid": {"algo": [algo], "seed": [seed]}}, "benchmark") \
                 .trial_config({"algo": algo, "seed": seed}).with_(out_dir=str(folder / "sequential"))
             sequential[(algo, seed)] = last_validation(train(config, show_progress=False))
@@ -99,7 +102,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             figures["ray_start_s"] = time.perf_counter() - t0
             sweep = sweep_from_dict({"name": "scaling", "out_dir": str(folder / "sweep"), "metric": "carbon_g_per_request",
                                      "max_failures": 0, "base": base,
-                                     "grid": {"algo": ["sdrl", "sac"], "seed": [0, 1]}}, "benchmark")
+                                     "grid": {"algo": list(dict.fromkeys(a for a, _ in runs)),
+                                              "seed": list(dict.fromkeys(s for _, s in runs))}}, "benchmark")
             t0 = time.perf_counter()
             report = run_sweep(sweep, show_progress=False, log=lambda _: None)
             figures["sweep_s"] = time.perf_counter() - t0
@@ -116,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             raise SystemExit(f"sweep trial {row.trial} ({row.status}) does not match its sequential run")
     if ray_frontier.to_dict() != serial_frontier.to_dict():
         raise SystemExit("the frontier on Ray differs from the serial one")
-    n_runs = len(RUNS)
+    n_runs = len(runs)
     print(f"sweep scaling ({args.scenario} scenario, {n_runs} runs of {args.steps} steps, n_envs {args.n_envs}, "
           f"local Ray with {args.cpus} CPUs of {os.cpu_count()} cores, torch threads 1; the swept runs end at the "
           f"sequential runs' validation figures and the frontiers are equal)")
