@@ -46,6 +46,8 @@ class PipelineConfig:
     """Base stations of the replayed day."""
     n_lava_obs: int = 200
     """Observations through each Lava network at export."""
+    energy_n_obs: int = 200
+    """Observations each actor decides when its energy is counted (``aolo energy --n-obs``'s default)."""
     gateway_prompts: int = 24
     """Prompts (of aolo.gateway_demo.DEMO_PROMPTS) sent through the gateway in front of SmolLM2."""
     gateway_max_tokens: int = 96
@@ -233,7 +235,7 @@ def actor_energy(cfg: PipelineConfig, report: Report, bundles: dict[str, Path]) 
 
     report.stage("6/7 actor energy per decision, SNN against ANN")
     search = find_counters()
-    snn, ann = measure_bundle(bundles["sdrl"]), measure_bundle(bundles["sac"])
+    snn, ann = (measure_bundle(bundles[a], n_obs=cfg.energy_n_obs) for a in ("sdrl", "sac"))
     parts = [report.show(t) for t in (energy_table(snn), energy_table(ann), compare_table(snn, ann))]
     if search.counters:  # measured where a counter is readable: batch 1 and 256, idle baseline subtracted
         parts += [report.show(measured_table(measure_bundle_energy(bundles[a], repeats=3, search=search)))

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.xdist_group("test_pipeline")  # one xdist worker: its m
 def pipeline_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("pipeline")
     cfg = DEMO.with_(out_dir=out, scenario="tiny", train_steps=1200, eval_every_steps=600, eval_n_bs=2,
-                     replay_n_bs=1, n_lava_obs=40, gateway_prompts=6, gateway_max_tokens=8, title="test")
+                     replay_n_bs=1, n_lava_obs=40, energy_n_obs=40, gateway_prompts=6, gateway_max_tokens=8, title="test")
     return cfg, run_pipeline(cfg)
 
 
@@ -45,7 +45,7 @@ def test_report_energy_matches_aolo_energy(pipeline_report):
     from aolo.runtime.energy_report import measure_bundle
 
     cfg, path = pipeline_report
-    snn = measure_bundle(cfg.out_dir / "bundles" / "sdrl")
+    snn = measure_bundle(cfg.out_dir / "bundles" / "sdrl", n_obs=cfg.energy_n_obs)
     text = path.read_text()
     loihi_row = next(line for line in text.splitlines() if line.startswith("| loihi1 | ") and "e-" in line)
     assert f"{snn.estimates['loihi1'].energy_j:.3e}" in loihi_row
