@@ -193,7 +193,7 @@ def _trial_workers() -> list:
 def test_a_trial_whose_worker_is_sigkilled_is_retried_and_completes(tmp_path):
     out = tmp_path / "killed"
     sweep = tiny_sweep(out, grid={"algo": ["sac"], "seed": [3]}, max_failures=2,
-                       base={**TINY_BASE, "steps": 2_400, "eval_every_steps": 400})
+                       base={**TINY_BASE, "steps": 1_200, "eval_every_steps": 400})
     killed: list[int] = []
 
     def kill_after_first_checkpoint() -> None:
@@ -201,7 +201,7 @@ def test_a_trial_whose_worker_is_sigkilled_is_retried_and_completes(tmp_path):
         while time.monotonic() < deadline and not killed:
             run_dir, step = find_run(next(iter((out / "trials").glob("*")), out / "none")) \
                 if (out / "trials").is_dir() else (None, 0)
-            if run_dir is not None and 0 < step < 2_400:
+            if run_dir is not None and 0 < step < 1_200:
                 for proc in _trial_workers():
                     killed.append(proc.pid)
                     os.kill(proc.pid, signal.SIGKILL)
@@ -216,9 +216,9 @@ def test_a_trial_whose_worker_is_sigkilled_is_retried_and_completes(tmp_path):
     (row,) = report.rows
     assert row.status == "done" and row.retries >= 1
     run_dir, step = find_run(Path(row.run_dir).parent)
-    assert step == 2_400 and len(list(Path(row.run_dir).parent.iterdir())) == 1
+    assert step == 1_200 and len(list(Path(row.run_dir).parent.iterdir())) == 1
     steps = [json.loads(line)["step"] for line in (run_dir / "evaluations.jsonl").read_text().splitlines()]
-    assert steps == sorted(set(steps)) and steps[-1] == 2_400
+    assert steps == sorted(set(steps)) and steps[-1] == 1_200
 
 
 def test_a_search_chooses_on_validation_seeds_and_evaluates_the_chosen_trial_once_on_the_evaluation_seeds(tmp_path):
