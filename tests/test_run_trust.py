@@ -168,10 +168,11 @@ def test_a_planted_pickle_in_model_zip_never_runs_in_export_evaluate_compare_or_
     assert r.exit_code == 0, r.output
     r = cli.invoke(app, ["evaluate", "--scenario", "tiny", "-p", str(run_dir), "--seeds", "501", "--n-bs", "1"])
     assert r.exit_code == 0, r.output
-    r = cli.invoke(app, ["compare", str(run_dir), "--seeds", "1001", "--n-bs", "1", "--out", str(tmp_path / "c.png")])
-    assert r.exit_code == 0, r.output
     cfg = PipelineConfig(out_dir=tmp_path / "report", scenario="tiny", train_seeds=(0,), eval_seeds=(1001,), eval_n_bs=1)
-    cfg.out_dir.mkdir()
+    # the pipeline's frontier cache: compare computes the LP frontier once, the pipeline's evaluation reads it
+    r = cli.invoke(app, ["compare", str(run_dir), "--seeds", "1001", "--n-bs", "1", "--out", str(tmp_path / "c.png"),
+                         "--cache", str(cfg.out_dir / "cache")])
+    assert r.exit_code == 0, r.output
     (loaded,) = evaluate_runs(cfg, Report("planted"), {"sdrl": [run_dir]}, "")
     np.testing.assert_array_equal(loaded.act(OBS), expected)
     assert not marker.exists()
