@@ -51,8 +51,10 @@ install-gpu: $(STAMP)
 # Two pytest-xdist workers (the machine has 2 cores), each test file on one worker (--dist loadfile),
 # so a file's expensive fixtures are built once. --dist loadgroup did not keep xdist_group marks
 # together here (pytest 9.2, xdist 3.8: a group's fixture was built on both workers; tests/conftest.py).
+# --no-loadscope-reorder: files go out in collection order, which tests/conftest.py sets to the
+# longest first, so the two workers finish together.
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 demo: $(STAMP)
 	$(VENV)/bin/aolo demo
