@@ -15,10 +15,18 @@ it did not (a group's fixture was built on both workers).
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Callable
 
 import pytest
+
+# Lava's message infrastructure sets multiprocessing's start method (fork) when it is first imported
+# and fails once anything in the process has fixed the method; Ray Tune's TensorBoard logger does
+# (tests/test_sweep.py). Imported before any test, as aolo.pipeline imports it before its process
+# pool, so that no test depends on which files ran before it on its xdist worker.
+with contextlib.suppress(ImportError):
+    import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
 
 from aolo.shared_data import shared_data_dir
 from aolo.train.scenario import get_scenario
