@@ -13,8 +13,9 @@ pytestmark = pytest.mark.xdist_group("test_pipeline")  # one xdist worker: its m
 @pytest.fixture(scope="session")
 def pipeline_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("pipeline")
-    cfg = DEMO.with_(out_dir=out, scenario="tiny", train_steps=1200, eval_every_steps=600, eval_n_bs=2,
-                     replay_n_bs=1, n_lava_obs=40, energy_n_obs=40, gateway_prompts=6, gateway_max_tokens=8, title="test")
+    cfg = DEMO.with_(out_dir=out, scenario="tiny", train_steps=1200, eval_every_steps=600, eval_seeds=(1001,),
+                     eval_n_bs=2, replay_n_bs=1, n_lava_obs=40, energy_n_obs=40, gateway_prompts=6, gateway_max_tokens=8,
+                     title="test")
     return cfg, run_pipeline(cfg)
 
 
