@@ -13,6 +13,7 @@ in the session's shared temporary folder). The ``xdist_group`` marks of some fil
 their tests share what; ``--dist loadgroup`` would honour them, but with pytest 9.2 and xdist 3.8
 it did not (a group's fixture was built on both workers).
 """
+
 from __future__ import annotations
 
 import contextlib
