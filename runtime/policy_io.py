@@ -126,8 +126,8 @@ OBS_HIGH = np.array([f.high for f in OBSERVATION], dtype=np.float32)
 ACT_DIM = 2
 
 # build_observation's tables: every field as x_input[:, _FIELD_INPUT], then one affine map, then
-# the one-hot and hour-of-day fields overwritten (a few whole-array operations instead of one
-# small computation per field: ~25 us instead of ~130 us for one request, the gateway's case)
+# the one-hot and hour-of-day fields overwritten: a few whole-array operations instead of one
+# small computation per field (one request, the gateway's case: 80 -> 63 us, measured side by side)
 _FIELD_INPUT = np.array([OBS_INPUTS.index(f.input) for f in OBSERVATION])
 _OFFSET = np.array([f.offset for f in OBSERVATION])
 _SCALE = np.array([f.scale for f in OBSERVATION])
@@ -169,10 +169,8 @@ def build_observation(
     raw = x[:, _FIELD_INPUT]  # (n, OBS_DIM): each field's input
     obs = (raw - _OFFSET) / _SCALE
     obs[:, _ONEHOT] = raw[:, _ONEHOT] == _CATEGORY
-    if _SIN_DAY or _COS_DAY:
-        angle = 2.0 * np.pi * raw[:, _SIN_DAY + _COS_DAY] / 24.0
-        obs[:, _SIN_DAY + _COS_DAY] = np.concatenate([np.sin(angle[:, :len(_SIN_DAY)]),
-                                                      np.cos(angle[:, len(_SIN_DAY):])], axis=1)
+    obs[:, _SIN_DAY] = np.sin(2.0 * np.pi * raw[:, _SIN_DAY] / 24.0)
+    obs[:, _COS_DAY] = np.cos(2.0 * np.pi * raw[:, _COS_DAY] / 24.0)
     return np.clip(obs, OBS_LOW, OBS_HIGH).astype(np.float32)
 
 

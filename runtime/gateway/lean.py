@@ -2,8 +2,8 @@
 
 A RAN integration calls ``/v1/decide`` and ``/v1/outcome`` once per LLM request, thousands of times
 a second; a decision itself costs ~0.1 ms. ``/v1/chat/completions`` is lean too: every proxied
-request pays the gateway's own time on top of the LLM's (issue 21's target: 2 ms at the median). Through FastAPI's routing each call also paid for
-Starlette's exception middleware, the route's ``Request`` object, dependency solving for the
+request pays the gateway's own time on top of the LLM's (issue 21's target: 2 ms at the median).
+Through FastAPI's routing each call also paid for Starlette's exception middleware, the route's ``Request`` object, dependency solving for the
 ``Security`` scope check (``SecurityScopes``, ``Request``) and a ``Response`` object: a py-spy
 profile of the decide path under ``wrk`` put about a third of the server's CPU there. A lean route
 is a plain async function ``handler(gateway, body, headers)`` returning the 200 answer's JSON bytes
