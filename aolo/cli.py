@@ -36,7 +36,7 @@ register_export(app)
 def demo(out: Path = typer.Option(Path("reports/demo"), "--out", help="report folder")) -> None:
     """The main job, short budget: train SDRL and SAC on the embedded default scenario, export both,
     replay a day through the runtime on ONNX and Lava, measure actor energy, write a Markdown report
-    with plots. About 9 minutes on 2 cores (519 s measured on a quiet machine)."""
+    with plots. About 9 minutes on 2 cores (543 s measured on a quiet machine)."""
     from aolo.pipeline import DEMO, run_pipeline
 
     run_pipeline(DEMO.with_(out_dir=out))

@@ -304,7 +304,7 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
 
 
 DEMO = PipelineConfig()
-"""``make demo``: one seed per algorithm, a short training budget; under 10 minutes on 2 cores (519 s measured)."""
+"""``make demo``: one seed per algorithm, a short training budget; under 10 minutes on 2 cores (543 s measured)."""
 
 FULL = PipelineConfig(out_dir=Path("reports/reproduce"), train_seeds=(1, 2, 3), train_steps=150_000,
                       eval_every_steps=25_000, title="aolo reproduce")
