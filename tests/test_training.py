@@ -386,13 +386,13 @@ def test_a_tiny_sac_run_beats_random_actions_at_equal_or_better_quality(tmp_path
 
 @pytest.mark.slow
 def test_a_tiny_sdrl_run_beats_random_actions_at_equal_or_better_quality(tmp_path, tiny_model):
-    # SDRL learns more slowly per step than SAC: at 10k steps seed 2 was still below random's
-    # quality (0.83 vs 0.87); at 16k steps seeds 0, 1, 2 all beat it (carbon 0.058-0.060 g vs
-    # 0.085 g, quality 1.03 vs 0.87). What is tested is the spiking actor's learning, so the
-    # critics are 64 x 64 rather than 256 x 256: at 16k steps seeds 0, 1, 2 still beat random
-    # (carbon 0.047-0.049 g vs 0.085 g, quality 0.90-0.94 vs 0.87) in 44-49 s per run instead of
-    # about 75 s (at 12k, seed 2 fell to quality 0.84). SAC's test keeps 256 x 256: with 64 x 64 its
-    # three seeds landed below random's quality (0.78-0.80), and at 7k steps seed 2 did.
+    # SDRL learns more slowly per step than SAC. With 256 x 256 critics, at 10k steps seed 2 was
+    # still below random's quality (0.83 vs 0.87); at 16k steps seeds 0, 1, 2 all beat it (carbon
+    # 0.058-0.060 g vs 0.085 g, quality 1.03 vs 0.87), about 75 s per run. What is tested is the
+    # spiking actor's learning, so the critics are 64 x 64: at 16k steps seeds 0, 1, 2 still beat
+    # random (carbon 0.047-0.049 g, quality 0.90-0.94) in 44-49 s per run; at 12k seed 2 fell to
+    # quality 0.84. SAC's test keeps 256 x 256: with 64 x 64 its three seeds landed below random's
+    # quality (0.78-0.80), and with 256 x 256 at 7k steps seed 2 did (0.78).
     learned, rand = _tiny_run_and_random(tmp_path, tiny_model, "sdrl", steps=16_000, critic_hidden=(64, 64))
     assert learned["carbon_g_per_request"] < 0.85 * rand["carbon_g_per_request"]
     assert learned["quality_vs_base_frac"] >= rand["quality_vs_base_frac"]
