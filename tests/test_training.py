@@ -361,12 +361,11 @@ def test_compare_aggregates_runs_beside_the_references_and_plots_curves(sdrl_run
 
 # --- learning --------------------------------------------------------------------------------
 def _tiny_run_and_random(tmp_path: Path, tiny_model: ServiceModel, algo: str, steps: int,
-                         critic_hidden: tuple[int, ...] = (256, 256)) -> tuple[dict, dict]:
-    """Train ``algo`` on the tiny scenario; summary rows of the run and of random actions on the
-    validation seeds (8 BS)."""
+                         **changes) -> tuple[dict, dict]:
+    """Train ``algo`` on the tiny scenario (``changes``: further TrainConfig fields); summary rows of
+    the run and of random actions on the validation seeds (8 BS)."""
     run_dir = train(tiny_config(tmp_path, algo=algo, steps=steps, n_envs=8, learning_starts=1_000,
-                                batch_size=256, quality_bonus=2.4, ent_coef="auto_0.1", critic_hidden=critic_hidden),
-                    show_progress=False)
+                                batch_size=256, quality_bonus=2.4, ent_coef="auto_0.1", **changes), show_progress=False)
     seeds = (501, 502)
     base = evaluate_policy(BasePolicy(), tiny_model, seeds, n_bs=8)
     rand = summary_row(evaluate_policy(RandomPolicy(), tiny_model, seeds, n_bs=8), base)
